@@ -1,0 +1,1 @@
+"""Builders: one plan job in, one pushed single-platform image out."""

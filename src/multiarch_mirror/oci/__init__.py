@@ -1,0 +1,1 @@
+"""The registry protocol and the image model; knows nothing about apps."""

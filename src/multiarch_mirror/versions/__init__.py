@@ -1,0 +1,1 @@
+"""Upstream version detection: one small module per source kind."""

@@ -1,0 +1,1 @@
+"""Test harness: real servers on free loopback ports, real fixture binaries."""
