@@ -130,3 +130,16 @@ def root(
 
 def main() -> None:
     app()
+
+
+@app.command()
+@handle_errors
+def schema(
+    mirror: bool = typer.Option(
+        False, "--mirror", help="The schema of mirror.yaml instead of apps/<app>/app.yaml."
+    ),
+) -> None:
+    """Print the JSON Schema of app files (or of mirror.yaml), for editors and validators."""
+    from multiarch_mirror.config import app_schema, mirror_schema
+
+    emit_json(mirror_schema() if mirror else app_schema())
