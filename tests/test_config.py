@@ -157,7 +157,7 @@ def test_typo_in_a_key_names_the_file_the_path_and_the_likely_key(tmp_path: Path
 def test_unknown_recipe_kind_names_the_kind_key(tmp_path: Path) -> None:
     message = config_error(tmp_path, MINIMAL_APP.replace("kind: dockerfile", "kind: docker"))
     assert "apps/demo/app.yaml: images[0].recipe.kind:" in message
-    assert "'dockerfile'" in message and "'assemble'" in message
+    assert "'docker' is not known (did you mean 'dockerfile'?)" in message
 
 
 def test_bad_regex_is_reported_with_its_key(tmp_path: Path) -> None:
