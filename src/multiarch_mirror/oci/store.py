@@ -10,7 +10,16 @@ from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
-from multiarch_mirror.oci.media import Descriptor
+from multiarch_mirror.errors import MirrorError
+from multiarch_mirror.oci.client import BlobSource, RegistryClient
+from multiarch_mirror.oci.media import Descriptor, sha256_digest
+from multiarch_mirror.oci.reference import (
+    ImageLocation,
+    LayoutReference,
+    Reference,
+    parse_location,
+    validate_tag,
+)
 
 
 class Store(Protocol):
@@ -64,3 +73,90 @@ class Store(Protocol):
     async def delete_tag(self, tag: str) -> None: ...
 
     async def aclose(self) -> None: ...
+
+
+class RegistryStore:
+    """A repository in a registry (`Reference` minus tag and digest), over a `RegistryClient`."""
+
+    def __init__(self, client: RegistryClient, reference: Reference) -> None:
+        self.client = client
+        self.reference = reference.repository_ref()
+
+    @property
+    def display(self) -> str:
+        return self.reference.name
+
+    @property
+    def registry(self) -> str:
+        return self.reference.registry
+
+    @property
+    def repository(self) -> str:
+        return self.reference.repository
+
+    def __repr__(self) -> str:
+        return f"RegistryStore({self.display!r})"
+
+    async def blob_exists(self, digest: str) -> bool:
+        return await self.client.blob_exists(self.registry, self.repository, digest)
+
+    def read_blob(self, desc: Descriptor) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
+        return self.client.read_blob(self.registry, self.repository, desc)
+
+    async def write_blob(self, desc: Descriptor, chunks: AsyncIterable[bytes] | BlobSource) -> None:
+        """Upload verified by digest; pass a callable opening the bytes to allow restarts."""
+        await self.client.upload_blob(self.registry, self.repository, desc, chunks)
+
+    async def mount_blob(self, desc: Descriptor, source: Store) -> bool:
+        if not isinstance(source, RegistryStore) or source.registry != self.registry:
+            return False
+        if source.repository == self.repository:
+            return await self.blob_exists(desc.digest)
+        return await self.client.mount_blob(
+            self.registry, self.repository, desc.digest, source.repository
+        )
+
+    async def resolve(self, reference: str) -> Descriptor | None:
+        return await self.client.resolve(self.registry, self.repository, reference)
+
+    async def get_manifest(self, reference: str) -> tuple[Descriptor, bytes]:
+        return await self.client.get_manifest(self.registry, self.repository, reference)
+
+    async def put_manifest(
+        self, data: bytes, media_type: str, *, tag: str | None = None
+    ) -> Descriptor:
+        """PUT under `tag` when given (one request creates both), else by digest."""
+        reference = validate_tag(tag) if tag is not None else sha256_digest(data)
+        return await self.client.put_manifest(
+            self.registry, self.repository, data, media_type, reference
+        )
+
+    async def list_tags(self) -> list[str]:
+        return await self.client.list_tags(self.registry, self.repository)
+
+    async def delete_tag(self, tag: str) -> None:
+        await self.client.delete_manifest(self.registry, self.repository, validate_tag(tag))
+
+    async def referrers(self, digest: str, artifact_type: str | None = None) -> list[Descriptor]:
+        """Manifests whose `subject` is `digest` (referrers API, or the tag-schema fallback)."""
+        return await self.client.referrers(self.registry, self.repository, digest, artifact_type)
+
+    async def aclose(self) -> None:
+        """Nothing to release: the client is shared by every store of a run; its owner closes it."""
+
+
+def open_store(
+    location: ImageLocation | str, client: RegistryClient, *, namespace: str | None = None
+) -> Store:
+    """The store a location names: a registry repository, or an `oci:` layout directory.
+
+    `namespace` names one image under a target: `<registry>/<path>/<namespace>` for a
+    registry, the `NAME:` ref-name prefix inside a layout.
+    """
+    if isinstance(location, str):
+        location = parse_location(location, default_tag=None)
+    if isinstance(location, LayoutReference):
+        raise MirrorError(f"{location}: OCI image layout targets are not implemented yet")
+    if namespace:
+        location = Reference.parse(f"{location.name}/{namespace}", default_tag=None)
+    return RegistryStore(client, location)
