@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.busybox import busybox_binaries
+from tests.support.fixture_images import FixtureImage, build_fixture
 from tests.support.registry import Registry, start_registry
 
 
@@ -23,3 +24,11 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     reg = start_registry(tmp_path_factory.mktemp("registry"))
     yield reg
     reg.stop()
+
+
+@pytest.fixture(scope="session")
+def fixture_image(
+    tmp_path_factory: pytest.TempPathFactory, busybox: dict[str, Path]
+) -> FixtureImage:
+    """A linux/amd64 + linux/arm64 busybox index in an OCI layout (read-only for tests)."""
+    return build_fixture(tmp_path_factory.mktemp("fixture-layout"), busybox)

@@ -6,10 +6,12 @@ app/operation failed, 2 on usage or configuration errors.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import wraps
 from pathlib import Path
@@ -18,9 +20,30 @@ from typing import Any, ParamSpec, TypeVar
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
 from multiarch_mirror import __version__
 from multiarch_mirror.errors import MirrorError, UsageError
+from multiarch_mirror.oci.client import RegistryClient, RegistrySettings
+from multiarch_mirror.oci.copy import DEFAULT_CONCURRENCY, BlobOutcome, CopyResult, copy_image
+from multiarch_mirror.oci.media import Descriptor, Platform
+from multiarch_mirror.oci.reference import (
+    ImageLocation,
+    LayoutReference,
+    Reference,
+    parse_location,
+)
+from multiarch_mirror.oci.store import Store, open_store
+from multiarch_mirror.oci.summary import ImageDetails, ImageSummary, summarize
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -72,10 +95,20 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except UsageError as exc:
-            stderr.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+            stderr.print(
+                f"[bold red]error:[/] {escape(str(exc))}",
+                markup=True,
+                highlight=False,
+                soft_wrap=True,
+            )
             raise typer.Exit(2) from None
         except MirrorError as exc:
-            stderr.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+            stderr.print(
+                f"[bold red]error:[/] {escape(str(exc))}",
+                markup=True,
+                highlight=False,
+                soft_wrap=True,
+            )
             raise typer.Exit(1) from None
 
     return wrapper
@@ -128,8 +161,276 @@ def root(
     )
 
 
-def main() -> None:
-    app()
+def registry_settings(opts: GlobalOptions) -> RegistrySettings:
+    """Registry transport and credentials from the global options and the environment."""
+    extra: dict[str, Any] = {"ca_file": opts.ca_file} if opts.ca_file else {}
+    return RegistrySettings.from_env(
+        insecure_registries=frozenset(opts.insecure_registries), **extra
+    )
+
+
+class _Stores:
+    """Opens the stores a command names, sharing one registry client, closing them all."""
+
+    def __init__(self, client: RegistryClient, stack: contextlib.AsyncExitStack) -> None:
+        self._client = client
+        self._stack = stack
+
+    def open(self, location: ImageLocation, namespace: str | None = None) -> Store:
+        store = open_store(location, self._client, namespace=namespace)
+        self._stack.push_async_callback(store.aclose)
+        return store
+
+
+@contextlib.asynccontextmanager
+async def _stores(opts: GlobalOptions) -> AsyncIterator[_Stores]:
+    async with (
+        RegistryClient(registry_settings(opts)) as client,
+        contextlib.AsyncExitStack() as stack,
+    ):
+        yield _Stores(client, stack)
+
+
+def _image_reference(location: ImageLocation, text: str) -> str:
+    """The tag, digest or layout ref name a source location points at."""
+    if isinstance(location, Reference):
+        return location.identifier
+    if location.ref is None:
+        raise UsageError(f"{text!r} names no image: write oci:DIR:REF (REF a tag or ref name)")
+    return location.ref
+
+
+def _human_size(size: int | None) -> str:
+    if size is None:
+        return "-"
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+def _print_columns(rows: Sequence[tuple[str, ...]]) -> None:
+    """Aligned plain columns, never cropped: digests get copied from here into commands."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        line = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        stdout.out(line.rstrip(), highlight=False)
+
+
+def _render_image(details: ImageDetails) -> None:
+    config = details.config
+    runtime = config.config
+    stdout.print(
+        f"[bold]{config.platform}[/]  {details.descriptor.digest}", highlight=False, soft_wrap=True
+    )
+    rows = [
+        ("created", config.created),
+        ("entrypoint", json.dumps(runtime.entrypoint) if runtime and runtime.entrypoint else None),
+        ("cmd", json.dumps(runtime.cmd) if runtime and runtime.cmd else None),
+        ("workdir", runtime.working_dir if runtime else None),
+        ("user", runtime.user if runtime else None),
+        ("env", ", ".join(runtime.env) if runtime and runtime.env else None),
+    ]
+    for name, value in rows:
+        if value:
+            stdout.print(f"  {name:<11}{value}", highlight=False, soft_wrap=True)
+    _print_columns(
+        [("LAYER", "SIZE", "MEDIA TYPE")]
+        + [(d.digest, _human_size(d.size), d.media_type) for d in details.layers]
+    )
+
+
+def _render_summary(summary: ImageSummary) -> None:
+    stdout.print(f"[bold]{summary.where}[/]", highlight=False, soft_wrap=True)
+    stdout.print(f"  digest     {summary.descriptor.digest}", highlight=False, soft_wrap=True)
+    stdout.print(f"  mediaType  {summary.descriptor.media_type}", highlight=False, soft_wrap=True)
+    if summary.platforms is not None:
+        _print_columns(
+            [("PLATFORM", "DIGEST", "SIZE", "MEDIA TYPE")]
+            + [
+                (
+                    entry.platform,
+                    entry.descriptor.digest,
+                    _human_size(entry.image_size),
+                    entry.descriptor.media_type,
+                )
+                for entry in summary.platforms
+            ]
+        )
+    if summary.image is not None:
+        _render_image(summary.image)
+
+
+@app.command()
+@handle_errors
+def inspect(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., help="Image: registry/repo[:tag][@digest] or oci:DIR:REF."),
+    raw: bool = typer.Option(False, "--raw", help="Print the manifest bytes exactly."),
+    platform: str | None = typer.Option(
+        None, "--platform", help="Show this platform's image (config and layers)."
+    ),
+) -> None:
+    """Show an image index's platforms, digests and sizes, or one image's config and layers."""
+    opts = options(ctx)
+    location = parse_location(ref)
+    wanted = Platform.parse(platform) if platform else None
+    identifier = _image_reference(location, ref)
+
+    async def run() -> ImageSummary:
+        async with _stores(opts) as stores:
+            return await summarize(stores.open(location), identifier, wanted)
+
+    summary = asyncio.run(run())
+    if raw:
+        document = summary.image.raw if wanted and summary.image else summary.raw
+        sys.stdout.buffer.write(document)
+        sys.stdout.flush()
+    elif opts.json:
+        emit_json(summary.to_dict())
+    else:
+        _render_summary(summary)
+
+
+@app.command()
+@handle_errors
+def tags(
+    ctx: typer.Context,
+    repo: str = typer.Argument(
+        ..., help="Repository: registry/repo, or oci:DIR[:NAME] for a layout (NAME: one image)."
+    ),
+) -> None:
+    """List every tag of a repository (all pages), one per line."""
+    opts = options(ctx)
+    location = parse_location(repo, default_tag=None)
+    if isinstance(location, Reference) and (location.tag or location.digest):
+        raise UsageError(f"{repo!r} names an image; `tags` takes a repository (no tag or digest)")
+    namespace = location.ref if isinstance(location, LayoutReference) else None
+    if isinstance(location, LayoutReference):
+        location = LayoutReference(location.path)
+
+    async def run() -> list[str]:
+        async with _stores(opts) as stores:
+            return await stores.open(location, namespace).list_tags()
+
+    found = asyncio.run(run())
+    if opts.json:
+        emit_json(found)
+    else:
+        for tag in found:
+            sys.stdout.write(f"{tag}\n")
+
+
+class _ProgressBar:
+    """Renders copy progress on a terminal: one bar for all bytes, one per blob in flight."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._total = progress.add_task("total", total=0)
+        self._blobs: dict[str, TaskID] = {}
+
+    def blob_started(self, desc: Descriptor) -> None:
+        total = self._progress.tasks[self._total].total or 0
+        self._progress.update(self._total, total=total + desc.size)
+        self._blobs[desc.digest] = self._progress.add_task(desc.digest[7:19], total=desc.size)
+
+    def blob_advanced(self, desc: Descriptor, nbytes: int) -> None:
+        self._progress.advance(self._blobs[desc.digest], nbytes)
+        self._progress.advance(self._total, nbytes)
+
+    def blob_finished(self, desc: Descriptor, outcome: BlobOutcome) -> None:
+        task = self._blobs.pop(desc.digest)
+        if outcome is not BlobOutcome.COPIED:
+            self._progress.advance(self._total, desc.size)
+        self._progress.remove_task(task)
+
+
+def _destination_tag(dest: ImageLocation, source: ImageLocation, text: str) -> str | None:
+    """DST's own tag, else SRC's tag; None when DST names a digest (push by digest)."""
+    if isinstance(dest, Reference):
+        if dest.tag and dest.digest:
+            raise UsageError(f"{text!r} names both a tag and a digest; give one")
+        if dest.tag or dest.digest:
+            return dest.tag
+    elif dest.ref:
+        return dest.ref
+    source_tag = source.tag if isinstance(source, Reference) else source.ref
+    if not source_tag:
+        raise UsageError(f"{text!r} names no tag, and the source has none to reuse; add :TAG")
+    return source_tag.rsplit(":", 1)[-1] if isinstance(dest, Reference) else source_tag
+
+
+@app.command()
+@handle_errors
+def copy(
+    ctx: typer.Context,
+    src: str = typer.Argument(
+        ..., help="Source image: registry/repo[:tag][@digest] or oci:DIR:REF."
+    ),
+    dst: str = typer.Argument(
+        ..., help="Destination: registry/repo[:tag] or oci:DIR[:REF] (default: the source's tag)."
+    ),
+    platform: list[str] = typer.Option(
+        [], "--platform", help="Copy only this platform (repeatable); writes a new index."
+    ),
+    concurrency: int = typer.Option(
+        DEFAULT_CONCURRENCY, "--concurrency", help="Blobs transferred at once."
+    ),
+) -> None:
+    """Copy an image or a whole index between registries and/or OCI layouts.
+
+    Blobs already at the destination are skipped, blobs in another repository of the same
+    registry are mounted, and the tag is written last.
+    """
+    opts = options(ctx)
+    source = parse_location(src)
+    dest = parse_location(dst, default_tag=None)
+    identifier = _image_reference(source, src)
+    tag = _destination_tag(dest, source, dst)
+    platforms = [Platform.parse(p) for p in platform]
+    show_progress = stderr.is_terminal and not opts.json
+
+    async def run(progress: _ProgressBar | None) -> CopyResult:
+        async with _stores(opts) as stores:
+            return await copy_image(
+                stores.open(source),
+                identifier,
+                stores.open(dest),
+                tags=[tag] if tag else [],
+                platforms=platforms,
+                concurrency=concurrency,
+                progress=progress,
+            )
+
+    if show_progress:
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=stderr, transient=True) as bar:
+            result = asyncio.run(run(_ProgressBar(bar)))
+    else:
+        result = asyncio.run(run(None))
+    if isinstance(dest, Reference) and dest.digest and dest.digest != result.digest:
+        raise MirrorError(
+            f"copied {src} as {result.digest}, not the digest {dst} names; "
+            "the platform filter or the source changed it"
+        )
+    if opts.json:
+        emit_json(result.to_dict())
+    else:
+        stdout.print(
+            f"{dst}: {result.digest}: {_human_size(result.bytes_moved)} moved, "
+            f"{result.blobs_copied} blobs copied, {result.blobs_skipped} skipped, "
+            f"{result.blobs_mounted} mounted",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command()
@@ -143,3 +444,7 @@ def schema(
     from multiarch_mirror.config import app_schema, mirror_schema
 
     emit_json(mirror_schema() if mirror else app_schema())
+
+
+def main() -> None:
+    app()

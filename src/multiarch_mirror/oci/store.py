@@ -10,8 +10,8 @@ from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
-from multiarch_mirror.errors import MirrorError
 from multiarch_mirror.oci.client import BlobSource, RegistryClient
+from multiarch_mirror.oci.layout import LayoutStore
 from multiarch_mirror.oci.media import Descriptor, sha256_digest
 from multiarch_mirror.oci.reference import (
     ImageLocation,
@@ -156,7 +156,7 @@ def open_store(
     if isinstance(location, str):
         location = parse_location(location, default_tag=None)
     if isinstance(location, LayoutReference):
-        raise MirrorError(f"{location}: OCI image layout targets are not implemented yet")
+        return LayoutStore(location.path, namespace=namespace)
     if namespace:
         location = Reference.parse(f"{location.name}/{namespace}", default_tag=None)
     return RegistryStore(client, location)

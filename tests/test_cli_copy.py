@@ -1,0 +1,85 @@
+"""`copy`: one-line summary or JSON, tags defaulting from the source, usage errors exit 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from multiarch_mirror.cli import app
+from tests.support.fixture_images import FixtureImage, skopeo
+
+runner = CliRunner()
+
+
+def test_copy_prints_a_one_line_summary_when_not_on_a_terminal(
+    tmp_path: Path, fixture_image: FixtureImage
+) -> None:
+    result = runner.invoke(app, ["copy", fixture_image.location, f"oci:{tmp_path}:app:1.0"])
+
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.count("\n") == 1
+    assert fixture_image.digest in result.stdout
+    assert "moved" in result.stdout and "skipped" in result.stdout and "mounted" in result.stdout
+
+
+def test_copy_json_reports_digest_platforms_and_blob_counts(
+    tmp_path: Path, fixture_image: FixtureImage
+) -> None:
+    dest = f"oci:{tmp_path}:app:1.0"
+    first = runner.invoke(app, ["--json", "copy", fixture_image.location, dest])
+    second = runner.invoke(app, ["--json", "copy", fixture_image.location, dest])
+
+    doc, again = json.loads(first.stdout), json.loads(second.stdout)
+    assert doc["digest"] == fixture_image.digest
+    assert doc["platforms"] == fixture_image.platforms
+    assert doc["tags"] == ["app:1.0"]
+    assert doc["blobsCopied"] + doc["blobsMounted"] == len(fixture_image.blobs)
+    assert again["bytesMoved"] == 0
+    assert again["blobsSkipped"] == len(fixture_image.blobs)
+
+
+def test_copy_with_platform_filter_writes_an_index_of_just_those(
+    tmp_path: Path, fixture_image: FixtureImage
+) -> None:
+    result = runner.invoke(
+        app,
+        ["copy", fixture_image.location, f"oci:{tmp_path}:amd", "--platform", "linux/amd64"],
+    )
+
+    assert result.exit_code == 0, result.stderr
+    index = json.loads(skopeo("inspect", "--raw", f"oci:{tmp_path}:amd"))
+    assert [m["digest"] for m in index["manifests"]] == [fixture_image.platforms["linux/amd64"]]
+
+
+def test_copy_to_a_layout_without_ref_reuses_the_source_tag(
+    tmp_path: Path, fixture_image: FixtureImage
+) -> None:
+    result = runner.invoke(app, ["copy", fixture_image.location, f"oci:{tmp_path}"])
+
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(skopeo("inspect", f"oci:{tmp_path}:{fixture_image.ref}"))["Digest"] == (
+        fixture_image.digest
+    )
+
+
+def test_copy_with_a_malformed_destination_exits_2_quoting_it(
+    fixture_image: FixtureImage,
+) -> None:
+    result = runner.invoke(app, ["copy", fixture_image.location, "localhost:5000/Bad_Name:x"])
+
+    assert result.exit_code == 2
+    assert "'localhost:5000/Bad_Name:x'" in result.stderr
+
+
+def test_copy_with_a_malformed_platform_exits_2_quoting_it(
+    tmp_path: Path, fixture_image: FixtureImage
+) -> None:
+    result = runner.invoke(
+        app, ["copy", fixture_image.location, f"oci:{tmp_path}:x", "--platform", "arm64"]
+    )
+
+    assert result.exit_code == 2
+    assert "invalid platform 'arm64'" in result.stderr
+    assert not (tmp_path / "index.json").exists()

@@ -1,0 +1,114 @@
+"""`inspect` and `tags`: what a user and a script see for an index, a platform, a repository."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from multiarch_mirror.cli import app
+from tests.support.fixture_images import FixtureImage
+
+runner = CliRunner()
+
+
+def blob(image: FixtureImage, digest: str) -> bytes:
+    return (image.layout / "blobs" / "sha256" / digest.removeprefix("sha256:")).read_bytes()
+
+
+def test_inspect_an_index_lists_each_platform_with_full_digest_and_size(
+    fixture_image: FixtureImage,
+) -> None:
+    result = runner.invoke(app, ["inspect", fixture_image.location])
+
+    assert result.exit_code == 0, result.stderr
+    assert fixture_image.digest in result.stdout
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line}
+    for platform, digest in fixture_image.platforms.items():
+        assert rows[platform][1] == digest
+        assert rows[platform][3] == "MB"
+
+
+def test_inspect_with_platform_shows_that_image_config_and_layers(
+    fixture_image: FixtureImage,
+) -> None:
+    result = runner.invoke(app, ["inspect", fixture_image.location, "--platform", "linux/arm64"])
+
+    assert result.exit_code == 0, result.stderr
+    manifest = json.loads(blob(fixture_image, fixture_image.platforms["linux/arm64"]))
+    assert f"linux/arm64  {fixture_image.platforms['linux/arm64']}" in result.stdout
+    assert '["/bin/busybox", "sh"]' in result.stdout
+    assert manifest["layers"][0]["digest"] in result.stdout
+
+
+def test_inspect_raw_prints_the_manifest_bytes_exactly(fixture_image: FixtureImage) -> None:
+    result = runner.invoke(app, ["inspect", "--raw", fixture_image.location])
+    platform = runner.invoke(
+        app, ["inspect", "--raw", "--platform", "linux/amd64", fixture_image.location]
+    )
+
+    assert result.stdout_bytes == blob(fixture_image, fixture_image.digest)
+    assert platform.stdout_bytes == blob(fixture_image, fixture_image.platforms["linux/amd64"])
+
+
+def test_inspect_json_is_a_structured_document(fixture_image: FixtureImage) -> None:
+    result = runner.invoke(
+        app, ["--json", "inspect", fixture_image.location, "--platform", "linux/amd64"]
+    )
+
+    doc = json.loads(result.stdout)
+    assert doc["digest"] == fixture_image.digest
+    assert doc["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    assert {m["platform"]: m["digest"] for m in doc["manifests"]} == fixture_image.platforms
+    assert all(m["imageSize"] > 500_000 for m in doc["manifests"])
+    assert doc["image"]["platform"] == "linux/amd64"
+    assert doc["image"]["config"]["Cmd"] == ["/bin/busybox", "sh"]
+    assert len(doc["image"]["layers"]) == 1
+
+
+def test_inspect_of_an_absent_platform_fails_listing_those_present(
+    fixture_image: FixtureImage,
+) -> None:
+    result = runner.invoke(app, ["inspect", fixture_image.location, "--platform", "linux/riscv64"])
+
+    assert result.exit_code == 1
+    assert "has no linux/riscv64; it has linux/amd64, linux/arm64" in result.stderr
+
+
+def test_inspect_of_a_malformed_reference_exits_2_quoting_it() -> None:
+    result = runner.invoke(app, ["inspect", "Localhost:5000/UPPER/case"])
+
+    assert result.exit_code == 2
+    assert "'Localhost:5000/UPPER/case'" in result.stderr
+    assert result.stdout == ""
+
+
+def test_inspect_of_a_layout_without_a_ref_exits_2_explaining(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["inspect", f"oci:{tmp_path}"])
+
+    assert result.exit_code == 2
+    assert "write oci:DIR:REF" in result.stderr
+
+
+def test_tags_of_a_layout_namespace_lists_its_tags(
+    tmp_path: Path, fixture_image: FixtureImage
+) -> None:
+    for tag in ("1.0", "1.1"):
+        copied = runner.invoke(app, ["copy", fixture_image.location, f"oci:{tmp_path}:app:{tag}"])
+        assert copied.exit_code == 0, copied.stderr
+
+    plain = runner.invoke(app, ["tags", f"oci:{tmp_path}:app"])
+    as_json = runner.invoke(app, ["--json", "tags", f"oci:{tmp_path}:app"])
+    whole = runner.invoke(app, ["tags", f"oci:{tmp_path}"])
+
+    assert plain.stdout.splitlines() == ["1.0", "1.1"]
+    assert json.loads(as_json.stdout) == ["1.0", "1.1"]
+    assert whole.stdout.splitlines() == ["app:1.0", "app:1.1"]
+
+
+def test_tags_of_an_image_reference_is_a_usage_error() -> None:
+    result = runner.invoke(app, ["tags", "localhost:5000/app:1.0"])
+
+    assert result.exit_code == 2
+    assert "'localhost:5000/app:1.0' names an image" in result.stderr
