@@ -122,10 +122,12 @@ def _helper_key(registry: str) -> str:
     return DOCKER_HUB_CONFIG_KEY if registry == DOCKER_HUB else registry
 
 
-def run_credential_helper(name: str, registry: str) -> Credentials | None:
+def run_credential_helper(
+    name: str, registry: str, search_path: str | None = None
+) -> Credentials | None:
     """Ask `docker-credential-<name> get` for `registry`; None when it has nothing stored."""
     program = f"docker-credential-{name}"
-    path = shutil.which(program)
+    path = shutil.which(program, path=search_path)
     if path is None:
         raise CredentialHelperError(
             f"credential helper {program} (configured for {registry}) is not on PATH; "
@@ -171,13 +173,13 @@ def _from_docker_config(registry: str, env: Mapping[str, str]) -> Credentials | 
     if isinstance(helpers, dict):
         for key, name in helpers.items():
             if _host_of(key) == registry:
-                return run_credential_helper(str(name), registry)
+                return run_credential_helper(str(name), registry, env.get("PATH"))
     found = _from_auths(doc, registry, path)
     if found is not None:
         return found
     store = doc.get("credsStore")
     if isinstance(store, str) and store:
-        return run_credential_helper(store, registry)
+        return run_credential_helper(store, registry, env.get("PATH"))
     return None
 
 

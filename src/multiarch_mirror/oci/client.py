@@ -182,6 +182,17 @@ def _error_detail(response: httpx.Response) -> str:
     return text
 
 
+def _tls_error(exc: httpx.TransportError, host: _Host) -> RegistryError | None:
+    """A certificate problem is not worth retrying: say so, and how to fix it."""
+    if "CERTIFICATE_VERIFY_FAILED" not in str(exc):
+        return None
+    return RegistryError(
+        f"the TLS certificate of {host.host} is not trusted ({exc}); pass its CA with "
+        "--ca-file (or SSL_CERT_FILE)",
+        host=host.host,
+    )
+
+
 async def _failure_reason(response: httpx.Response) -> str:
     """Read (and close) a failed response, for the message of a final failure."""
     try:
@@ -273,8 +284,9 @@ class _Host:
     def __init__(self, client: RegistryClient, host: str) -> None:
         self.host = host
         self.settings = client.settings
-        plain = is_loopback_host(host) or host in self.settings.insecure_registries
-        self.base = f"{'http' if plain else 'https'}://{host}"
+        # Loopback and --insecure-registry hosts may speak plain HTTP: probed on first use.
+        self.plain_allowed = is_loopback_host(host) or host in self.settings.insecure_registries
+        self.base = f"https://{host}"
         self.http = client.http_client()
         self.backoff = _Backoff(self.settings.retry)
         self.challenge: Challenge | None = None
@@ -352,6 +364,8 @@ class RegistryClient:
         async with host.ping_lock:
             if host.pinged:
                 return
+            if host.plain_allowed and not await self._speaks_tls(host):
+                host.base = f"http://{host.host}"
             response = await self._send(host, "GET", "/v2/", scopes=(), authorize=False)
             await response.aclose()
             if response.status_code == 401:
@@ -364,6 +378,17 @@ class RegistryClient:
                     status=response.status_code,
                 )
             host.pinged = True
+
+    async def _speaks_tls(self, host: _Host) -> bool:
+        """One HTTPS attempt, as Docker does for insecure registries, before plain HTTP."""
+        try:
+            response = await host.http.get(f"https://{host.host}/v2/", timeout=5.0)
+        except httpx.TransportError as exc:
+            if (error := _tls_error(exc, host)) is not None:
+                raise error from None
+            return False
+        await response.aclose()
+        return True
 
     async def _token(self, host: _Host, scopes: tuple[str, ...], repository: str | None) -> str:
         challenge = host.challenge
@@ -478,6 +503,8 @@ class RegistryClient:
             try:
                 response = await host.http.send(request, stream=True)
             except httpx.TransportError as exc:
+                if (error := _tls_error(exc, host)) is not None:
+                    raise error from None
                 if attempts.give_up(host.backoff, None, f"{type(exc).__name__}: {exc}"):
                     raise attempts.error(None, None) from None
                 continue
@@ -535,6 +562,8 @@ class RegistryClient:
                     request, stream=True, follow_redirects=follow_redirects
                 )
             except httpx.TransportError as exc:
+                if (error := _tls_error(exc, host)) is not None:
+                    raise error from None
                 if not replayable:
                     raise TransferInterruptedError(
                         f"{what} on {host.host} was interrupted: {type(exc).__name__}: {exc}",
