@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from typer.testing import CliRunner
 
 from multiarch_mirror.cli import app
 from tests.support.fixture_images import FixtureImage, skopeo
+from tests.support.registry import Registry
 
 runner = CliRunner()
 
@@ -83,3 +85,22 @@ def test_copy_with_a_malformed_platform_exits_2_quoting_it(
     assert result.exit_code == 2
     assert "invalid platform 'arm64'" in result.stderr
     assert not (tmp_path / "index.json").exists()
+
+
+def test_copy_between_repositories_of_a_registry_reports_mounted_blobs(
+    registry: Registry, fixture_image: FixtureImage
+) -> None:
+    first = f"{registry.host}/cli-copy/a:1.0"
+    runner.invoke(app, ["copy", fixture_image.location, first])
+
+    result = runner.invoke(app, ["--json", "copy", first, f"{registry.host}/cli-copy/b"])
+
+    doc = json.loads(result.stdout)
+    assert doc["digest"] == fixture_image.digest
+    assert doc["tags"] == ["1.0"]
+    assert doc["bytesMoved"] == 0
+    assert doc["blobsMounted"] == len(fixture_image.blobs)
+    raw = skopeo(
+        "inspect", "--raw", "--tls-verify=false", f"docker://{registry.host}/cli-copy/b:1.0"
+    )
+    assert "sha256:" + hashlib.sha256(raw.encode()).hexdigest() == fixture_image.digest

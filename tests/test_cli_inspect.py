@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from multiarch_mirror.cli import app
 from tests.support.fixture_images import FixtureImage
+from tests.support.registry import Registry
 
 runner = CliRunner()
 
@@ -112,3 +113,25 @@ def test_tags_of_an_image_reference_is_a_usage_error() -> None:
 
     assert result.exit_code == 2
     assert "'localhost:5000/app:1.0' names an image" in result.stderr
+
+
+def test_inspect_and_tags_read_a_registry_repository(
+    registry: Registry, fixture_image: FixtureImage
+) -> None:
+    repo = f"{registry.host}/cli-inspect/busybox"
+    for tag in ("1.0", "1.1", "latest"):
+        copied = runner.invoke(app, ["copy", fixture_image.location, f"{repo}:{tag}"])
+        assert copied.exit_code == 0, copied.stderr
+
+    inspected = runner.invoke(app, ["--json", "inspect", f"{repo}:1.1"])
+    listed = runner.invoke(app, ["tags", repo])
+
+    assert json.loads(inspected.stdout)["digest"] == fixture_image.digest
+    assert sorted(listed.stdout.splitlines()) == ["1.0", "1.1", "latest"]
+
+
+def test_inspect_of_a_missing_tag_names_the_registry_and_tag(registry: Registry) -> None:
+    result = runner.invoke(app, ["inspect", f"{registry.host}/cli-inspect/absent:2.0"])
+
+    assert result.exit_code == 1
+    assert f"2.0 on {registry.host}/cli-inspect/absent" in result.stderr

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -166,19 +166,36 @@ class _Copier:
                 outcome = BlobOutcome.MOUNTED
                 self.result.blobs_mounted += 1
             else:
-                async with self.source.read_blob(desc) as chunks:
-                    await self.dest.write_blob(desc, self._counted(desc, chunks))
+                await self._stream(desc)
                 outcome = BlobOutcome.COPIED
                 self.result.blobs_copied += 1
             self.progress.blob_finished(desc, outcome)
 
-    async def _counted(
-        self, desc: Descriptor, chunks: AsyncIterator[bytes]
-    ) -> AsyncIterator[bytes]:
-        async for chunk in chunks:
-            self.result.bytes_moved += len(chunk)
-            self.progress.blob_advanced(desc, len(chunk))
-            yield chunk
+    async def _stream(self, desc: Descriptor) -> None:
+        """Pipe the blob from source to destination, a chunk at a time.
+
+        The destination gets a callable so it can restart an interrupted upload by reading
+        the source again from the first byte; every stream opened is closed here.
+        """
+        opened: list[AsyncGenerator[bytes, None]] = []
+
+        def open_source() -> AsyncIterator[bytes]:
+            stream = self._read(desc)
+            opened.append(stream)
+            return stream
+
+        try:
+            await self.dest.write_blob(desc, open_source)
+        finally:
+            for stream in opened:
+                await stream.aclose()
+
+    async def _read(self, desc: Descriptor) -> AsyncGenerator[bytes, None]:
+        async with self.source.read_blob(desc) as chunks:
+            async for chunk in chunks:
+                self.result.bytes_moved += len(chunk)
+                self.progress.blob_advanced(desc, len(chunk))
+                yield chunk
 
 
 async def _all(coroutines: Iterable[Awaitable[T]]) -> list[T]:

@@ -23,6 +23,7 @@ from multiarch_mirror.oci.media import INDEX_TYPES, MANIFEST_TYPES, Descriptor, 
 from multiarch_mirror.oci.reference import validate_digest, validate_tag
 
 if TYPE_CHECKING:
+    from multiarch_mirror.oci.client import BlobSource
     from multiarch_mirror.oci.store import Store
 
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -179,7 +180,9 @@ class LayoutStore:
                 "with that digest); remove it and copy the image again"
             )
 
-    async def write_blob(self, desc: Descriptor, chunks: AsyncIterable[bytes]) -> None:
+    async def write_blob(self, desc: Descriptor, chunks: AsyncIterable[bytes] | BlobSource) -> None:
+        # A local write has nothing to restart: open the source once.
+        stream = chunks() if callable(chunks) else chunks
         path = self._blob_path(desc.digest)
         await asyncio.to_thread(self._ensure_layout)
         tmp = self.root / "blobs" / f".upload-{uuid.uuid4().hex}"
@@ -187,7 +190,7 @@ class LayoutStore:
         size = 0
         try:
             with tmp.open("wb") as file:
-                async for chunk in chunks:
+                async for chunk in stream:
                     size += len(chunk)
                     if size > desc.size:
                         break

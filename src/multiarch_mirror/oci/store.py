@@ -40,8 +40,12 @@ class Store(Protocol):
         """Stream a blob's bytes; raises if they don't hash to `desc.digest` / `desc.size`."""
         ...
 
-    async def write_blob(self, desc: Descriptor, chunks: AsyncIterable[bytes]) -> None:
-        """Store a blob, hashing while writing; refuses (and discards) bytes that don't match."""
+    async def write_blob(self, desc: Descriptor, chunks: AsyncIterable[bytes] | BlobSource) -> None:
+        """Store a blob, hashing while writing; refuses (and discards) bytes that don't match.
+
+        Given a callable that opens the bytes from the start, a store may restart an
+        interrupted transfer; a one-shot iterable is consumed once.
+        """
         ...
 
     async def mount_blob(self, desc: Descriptor, source: Store) -> bool:
