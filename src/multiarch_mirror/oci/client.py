@@ -755,7 +755,7 @@ class RegistryClient:
                 raise self._fail(response, host, repository, "tag list")
             page = response.json().get("tags") or []
             tags.extend(page)
-            url = _next_link(response.headers.get("Link"), host.base + url)
+            url = _next_link(response.headers.get("Link"), str(response.url))
             if url is None and len(page) >= page_size and page_size > 0:
                 # Registries that page by `n` without a Link header: ask for what follows.
                 url = f"/v2/{repository}/tags/list?" + urlencode({"n": page_size, "last": page[-1]})
