@@ -1,0 +1,179 @@
+"""A fixture upstream for Dockerfile builds: a local git repository tagged per release, a
+per-arch artifact server on loopback, and a multi-arch busybox base image in a registry."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from multiarch_mirror.build import BuildJob
+from multiarch_mirror.build.recipe import Patch
+from multiarch_mirror.oci.media import Platform
+
+from .net import free_port
+
+#: The upstream pins its base by digest; the recipe's patch swaps in the fixture base.
+PINNED_FROM = "FROM upstream.invalid/library/busybox@sha256:" + "0" * 64
+DOCKERFILE = f"""{PINNED_FROM}
+ARG ARTIFACT_URL
+ARG APP_ARCH
+ARG APP_VERSION=unset
+RUN ["/bin/busybox", "sh", "-c", "wget -q -O /bin/hello \\"$ARTIFACT_URL\\" && chmod 755 /bin/hello && echo \\"$APP_VERSION $APP_ARCH $(uname -m)\\" > /etc/fixture-release"]
+CMD ["/bin/hello", "uname", "-m"]
+"""
+#: Tools the base image links to busybox.
+APPLETS = ("sh", "wget", "chmod", "uname", "echo", "cat", "mkdir")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A `kind: dockerfile` recipe as the builders read it."""
+
+    git: str
+    ref: str = "v{version}"
+    context: str = "docker"
+    dockerfile: str | None = None
+    target: str | None = None
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    patches: Sequence[Patch] = ()
+
+
+def render(text: str, job: BuildJob) -> str:
+    return text.format(version=job.version, arch=job.platform.architecture)
+
+
+def job(version: str = "1.0.0", platform: str = "linux/arm64") -> BuildJob:
+    return BuildJob(
+        id=f"demo-{version}-{platform.replace('/', '-')}",
+        app="demo",
+        image="demo",
+        version=version,
+        platform=Platform.parse(platform),
+    )
+
+
+def _run(cmd: list[str], **kwargs: object) -> str:
+    result = subprocess.run(cmd, capture_output=True, text=True, **kwargs)  # type: ignore[call-overload]
+    if result.returncode != 0:
+        raise RuntimeError(f"`{' '.join(cmd)}` failed: {result.stderr.strip()}")
+    return str(result.stdout)
+
+
+def git(repo: Path, *args: str) -> str:
+    identity = ["-c", "user.name=Upstream", "-c", "user.email=upstream@example.invalid"]
+    return _run(["git", *identity, "-C", str(repo), *args]).strip()
+
+
+def make_upstream_repo(path: Path, versions: Iterable[str]) -> Path:
+    """A git repository with one commit and tag `v<version>` per version, in order."""
+    path.mkdir(parents=True)
+    git(path, "init", "--quiet", "--initial-branch", "main")
+    for version in versions:
+        add_release(path, version)
+    return path
+
+
+def add_release(repo: Path, version: str, dockerfile: str = DOCKERFILE) -> str:
+    """Commit `dockerfile` as the release `v<version>`; returns the commit."""
+    (repo / "docker").mkdir(exist_ok=True)
+    (repo / "docker" / "Dockerfile").write_text(dockerfile)
+    (repo / "VERSION").write_text(version + "\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "--quiet", "-m", f"Release {version}")
+    git(repo, "tag", f"v{version}")
+    return git(repo, "rev-parse", "HEAD")
+
+
+@dataclass
+class ArtifactServer:
+    """Serves `root` over HTTP on loopback: `<url>/releases/<version>/hello-<arch>`."""
+
+    root: Path
+    url: str
+    server: http.server.ThreadingHTTPServer
+
+    def publish(self, version: str, binaries: dict[str, Path]) -> None:
+        directory = self.root / "releases" / version
+        directory.mkdir(parents=True, exist_ok=True)
+        for arch, binary in binaries.items():
+            shutil.copyfile(binary, directory / f"hello-{arch}")
+
+    def withdraw(self, version: str, arch: str) -> None:
+        (self.root / "releases" / version / f"hello-{arch}").unlink()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def serve_artifacts(root: Path) -> ArtifactServer:
+    root.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return ArtifactServer(root=root, url=f"http://127.0.0.1:{port}", server=server)
+
+
+def push_base_image(registry_host: str, busybox: dict[str, Path], workdir: Path) -> str:
+    """Build a linux/amd64 + linux/arm64 busybox image with buildah and push its index."""
+    context = workdir / "context"
+    for arch, binary in busybox.items():
+        bin_dir = context / f"rootfs-{arch}" / "bin"
+        bin_dir.mkdir(parents=True)
+        shutil.copyfile(binary, bin_dir / "busybox")
+        (bin_dir / "busybox").chmod(0o755)
+        for applet in APPLETS:
+            (bin_dir / applet).symlink_to("busybox")
+    (context / "Dockerfile").write_text(
+        'FROM scratch\nARG TARGETARCH\nCOPY rootfs-${TARGETARCH}/ /\nCMD ["/bin/sh"]\n'
+    )
+    buildah = [
+        "buildah",
+        "--root",
+        str(workdir / "storage"),
+        "--runroot",
+        str(workdir / "run"),
+        "--storage-driver",
+        "vfs",
+    ]
+    reference = f"{registry_host}/fixtures/busybox:1"
+    _run(
+        [
+            *buildah,
+            "build",
+            "--quiet",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--manifest",
+            "fixture-base",
+            "--timestamp",
+            "0",
+            str(context),
+        ]
+    )
+    _run(
+        [
+            *buildah,
+            "manifest",
+            "push",
+            "--all",
+            "--format",
+            "oci",
+            "--tls-verify=false",
+            "fixture-base",
+            f"docker://{reference}",
+        ]
+    )
+    return reference
