@@ -30,8 +30,10 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from rich.table import Table
 
 from multiarch_mirror import __version__
+from multiarch_mirror import doctor as checks
 from multiarch_mirror.errors import MirrorError, UsageError
 from multiarch_mirror.oci.client import RegistryClient, RegistrySettings
 from multiarch_mirror.oci.copy import DEFAULT_CONCURRENCY, BlobOutcome, CopyResult, copy_image
@@ -263,6 +265,9 @@ def _render_summary(summary: ImageSummary) -> None:
         _render_image(summary.image)
 
 
+DEFAULT_PLATFORMS = ["linux/amd64", "linux/arm64"]
+
+
 @app.command()
 @handle_errors
 def inspect(
@@ -444,6 +449,55 @@ def schema(
     from multiarch_mirror.config import app_schema, mirror_schema
 
     emit_json(mirror_schema() if mirror else app_schema())
+
+
+@app.command()
+@handle_errors
+def doctor(
+    ctx: typer.Context,
+    setup_qemu: bool = typer.Option(
+        False,
+        "--setup-qemu",
+        help="Register QEMU user emulation (binfmt_misc) for foreign platforms first (root).",
+    ),
+    platform: list[str] = typer.Option(
+        DEFAULT_PLATFORMS, "--platform", help="Platform to check (repeatable)."
+    ),
+    binfmt_dir: Path = typer.Option(Path("/proc/sys/fs/binfmt_misc"), "--binfmt-dir", hidden=True),
+) -> None:
+    """Check that this machine can build every platform, and which builders it has."""
+    platforms = [Platform.parse(text) for text in platform]
+    if setup_qemu:
+        registered = checks.setup_qemu(platforms, binfmt_dir=binfmt_dir)
+        stderr.print(
+            "registered " + ", ".join(registered) if registered else "QEMU: nothing to register"
+        )
+    report = checks.diagnose(platforms, binfmt_dir=binfmt_dir)
+    if options(ctx).json:
+        emit_json(report.model_dump(mode="json") | {"ok": report.ok})
+    else:
+        table = Table("platform", "buildable", "via", "problem", box=None)
+        for entry in report.platforms:
+            table.add_row(
+                entry.platform,
+                "yes" if entry.buildable else "no",
+                entry.via or "-",
+                entry.problem or "",
+            )
+        stdout.print(table)
+        builders = Table("builder", "available", "version", "problem", box=None)
+        for builder in report.builders:
+            builders.add_row(
+                builder.name,
+                "yes" if builder.available else "no",
+                builder.version or "-",
+                builder.problem or "",
+            )
+        stdout.print(builders)
+    if not report.ok:
+        for problem in report.problems():
+            stderr.print(f"[bold red]problem:[/] {problem}", markup=True, highlight=False)
+        raise typer.Exit(1)
 
 
 def main() -> None:

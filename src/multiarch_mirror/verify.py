@@ -34,7 +34,8 @@ from multiarch_mirror.oci.store import Store
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_WHITEOUT = ".wh..wh..opq"
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
-_QEMU_HANDLER = {"arm64": "qemu-aarch64", "amd64": "qemu-x86_64", "arm": "qemu-arm"}
+#: binfmt_misc handler (and `/usr/lib/binfmt.d` file) name per OCI architecture.
+QEMU_HANDLERS = {"arm64": "qemu-aarch64", "amd64": "qemu-x86_64", "arm": "qemu-arm"}
 _MACHINE_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 
 
@@ -84,7 +85,7 @@ def emulation_problem(platform: Platform, binfmt_dir: Path = BINFMT_DIR) -> str 
     """Why binaries of `platform` can't run here, or None when they can (natively or via QEMU)."""
     if platform.architecture == host_architecture():
         return None
-    handler = _QEMU_HANDLER.get(platform.architecture)
+    handler = QEMU_HANDLERS.get(platform.architecture)
     if handler is None:
         return f"no known QEMU emulator for architecture {platform.architecture!r}"
     entry = binfmt_dir / handler
