@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from tests.support.busybox import busybox_binaries
-from tests.support.fixture_images import FixtureImage, build_fixture
+from tests.support.dockerd import DockerEngine, start_docker_engine
+from tests.support.dockerfile_app import ArtifactServer, serve_artifacts
+from tests.support.fixture_images import FixtureImage, build_fixture, skopeo_push
 from tests.support.registry import Registry, start_registry
 
 
@@ -32,3 +34,29 @@ def fixture_image(
 ) -> FixtureImage:
     """A linux/amd64 + linux/arm64 busybox index in an OCI layout (read-only for tests)."""
     return build_fixture(tmp_path_factory.mktemp("fixture-layout"), busybox)
+
+
+@pytest.fixture(scope="session")
+def busybox_base(
+    registry: Registry, busybox: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """A linux/amd64 + linux/arm64 busybox image in the session registry (its reference)."""
+    reference = f"{registry.host}/fixtures/busybox:1"
+    skopeo_push(build_fixture(tmp_path_factory.mktemp("base-image"), busybox), reference)
+    return reference
+
+
+@pytest.fixture(scope="session")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ArtifactServer]:
+    """Per-arch release artifacts served over loopback HTTP."""
+    server = serve_artifacts(tmp_path_factory.mktemp("artifacts"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def docker_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerEngine]:
+    """A real Docker Engine on its own socket; `docker_engine.run("pull", …)`."""
+    engine = start_docker_engine(tmp_path_factory.mktemp("docker"))
+    yield engine
+    engine.stop()

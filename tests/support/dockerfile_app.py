@@ -1,5 +1,5 @@
-"""A fixture upstream for Dockerfile builds: a local git repository tagged per release, a
-per-arch artifact server on loopback, and a multi-arch busybox base image in a registry."""
+"""A fixture upstream for Dockerfile builds: a local git repository tagged per release and a
+per-arch artifact server on loopback. Its base image is `fixture_images`' busybox index."""
 
 from __future__ import annotations
 
@@ -27,8 +27,6 @@ ARG APP_VERSION=unset
 RUN ["/bin/busybox", "sh", "-c", "wget -q -O /bin/hello \\"$ARTIFACT_URL\\" && chmod 755 /bin/hello && echo \\"$APP_VERSION $APP_ARCH $(uname -m)\\" > /etc/fixture-release"]
 CMD ["/bin/hello", "uname", "-m"]
 """
-#: Tools the base image links to busybox.
-APPLETS = ("sh", "wget", "chmod", "uname", "echo", "cat", "mkdir")
 
 
 @dataclass(frozen=True)
@@ -124,56 +122,3 @@ def serve_artifacts(root: Path) -> ArtifactServer:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return ArtifactServer(root=root, url=f"http://127.0.0.1:{port}", server=server)
-
-
-def push_base_image(registry_host: str, busybox: dict[str, Path], workdir: Path) -> str:
-    """Build a linux/amd64 + linux/arm64 busybox image with buildah and push its index."""
-    context = workdir / "context"
-    for arch, binary in busybox.items():
-        bin_dir = context / f"rootfs-{arch}" / "bin"
-        bin_dir.mkdir(parents=True)
-        shutil.copyfile(binary, bin_dir / "busybox")
-        (bin_dir / "busybox").chmod(0o755)
-        for applet in APPLETS:
-            (bin_dir / applet).symlink_to("busybox")
-    (context / "Dockerfile").write_text(
-        'FROM scratch\nARG TARGETARCH\nCOPY rootfs-${TARGETARCH}/ /\nCMD ["/bin/sh"]\n'
-    )
-    buildah = [
-        "buildah",
-        "--root",
-        str(workdir / "storage"),
-        "--runroot",
-        str(workdir / "run"),
-        "--storage-driver",
-        "vfs",
-    ]
-    reference = f"{registry_host}/fixtures/busybox:1"
-    _run(
-        [
-            *buildah,
-            "build",
-            "--quiet",
-            "--platform",
-            "linux/amd64,linux/arm64",
-            "--manifest",
-            "fixture-base",
-            "--timestamp",
-            "0",
-            str(context),
-        ]
-    )
-    _run(
-        [
-            *buildah,
-            "manifest",
-            "push",
-            "--all",
-            "--format",
-            "oci",
-            "--tls-verify=false",
-            "fixture-base",
-            f"docker://{reference}",
-        ]
-    )
-    return reference
