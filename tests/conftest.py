@@ -9,8 +9,8 @@ import pytest
 
 from tests.support.busybox import busybox_binaries
 from tests.support.dockerd import DockerEngine, start_docker_engine
-from tests.support.dockerfile_app import ArtifactServer, serve_artifacts
-from tests.support.fixture_images import FixtureImage, build_fixture, skopeo_push
+from tests.support.dockerfile_app import ArtifactServer, push_base_image, serve_artifacts
+from tests.support.fixture_images import FixtureImage, build_fixture
 from tests.support.registry import Registry, start_registry
 
 
@@ -41,9 +41,7 @@ def busybox_base(
     registry: Registry, busybox: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> str:
     """A linux/amd64 + linux/arm64 busybox image in the session registry (its reference)."""
-    reference = f"{registry.host}/fixtures/busybox:1"
-    skopeo_push(build_fixture(tmp_path_factory.mktemp("base-image"), busybox), reference)
-    return reference
+    return push_base_image(registry.host, busybox, tmp_path_factory.mktemp("base-image"))
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
-"""A fixture upstream for Dockerfile builds: a local git repository tagged per release and a
-per-arch artifact server on loopback. Its base image is `fixture_images`' busybox index."""
+"""A fixture upstream for Dockerfile builds: a local git repository tagged per release, a
+per-arch artifact server on loopback, and a multi-arch busybox base image in a registry."""
 
 from __future__ import annotations
 
@@ -122,3 +122,41 @@ def serve_artifacts(root: Path) -> ArtifactServer:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return ArtifactServer(root=root, url=f"http://127.0.0.1:{port}", server=server)
+
+
+def _buildah(workdir: Path, *args: str) -> None:
+    storage = ["--root", str(workdir / "storage"), "--runroot", str(workdir / "run")]
+    _run(["buildah", *storage, "--storage-driver", "vfs", *args])
+
+
+def push_base_image(registry_host: str, busybox: dict[str, Path], workdir: Path) -> str:
+    """Build a linux/amd64 + linux/arm64 busybox image with buildah and push its index.
+
+    Built by buildah rather than by hand (as `fixture_images` does) because buildah refuses
+    to build on a base whose config has no history, and real bases always have one.
+    """
+    context = workdir / "context"
+    for arch, binary in busybox.items():
+        (context / f"rootfs-{arch}" / "bin").mkdir(parents=True)
+        shutil.copyfile(binary, context / f"rootfs-{arch}" / "bin" / "busybox")
+        (context / f"rootfs-{arch}" / "bin" / "busybox").chmod(0o755)
+    (context / "Dockerfile").write_text(
+        'FROM scratch\nARG TARGETARCH\nCOPY rootfs-${TARGETARCH}/ /\nCMD ["/bin/busybox", "sh"]\n'
+    )
+    reference = f"{registry_host}/fixtures/busybox:1"
+    platforms = "linux/amd64,linux/arm64"
+    _buildah(
+        workdir, "build", "--quiet", "--platform", platforms, "--manifest", "base", str(context)
+    )
+    _buildah(
+        workdir,
+        "manifest",
+        "push",
+        "--all",
+        "--format",
+        "oci",
+        "--tls-verify=false",
+        "base",
+        f"docker://{reference}",
+    )
+    return reference
