@@ -55,8 +55,13 @@ def start_registry(
     tls_key: Path | None = None,
     tls_ca: Path | None = None,
     htpasswd: tuple[str, str] | None = None,
+    token_auth: dict[str, str] | None = None,
 ) -> Registry:
-    """Start a registry storing into `workdir`; with TLS and/or htpasswd basic auth if asked."""
+    """Start a registry storing into `workdir`; with TLS and/or htpasswd basic auth if asked.
+
+    `token_auth` is an `auth: token:` section (realm, service, issuer, rootcertbundle), as
+    `tests.support.tokenserver.TokenServer.registry_auth()` makes.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     config: dict[str, object] = {
@@ -80,6 +85,8 @@ def start_registry(
             ["htpasswd", "-Bbc", str(file), user, password], check=True, capture_output=True
         )
         config["auth"] = {"htpasswd": {"realm": "test-registry", "path": str(file)}}
+    if token_auth:
+        config["auth"] = {"token": token_auth}
     config_path = workdir / "config.yml"
     config_path.write_text(yaml.safe_dump(config))
     log = (workdir / "registry.log").open("wb")
