@@ -146,6 +146,7 @@ def test_layout_target_puts_every_image_in_one_layout_under_its_name(tmp_path: P
     assert repo.location == LayoutReference(str((tmp_path / "out").resolve()))
     assert repo.namespace == "demo"
     assert repo.reference("1.0") == f"oci:{(tmp_path / 'out').resolve()}:demo:1.0"
+    assert str(repo) == f"oci:{(tmp_path / 'out').resolve()}:demo"
 
 
 def test_typo_in_a_key_names_the_file_the_path_and_the_likely_key(tmp_path: Path) -> None:

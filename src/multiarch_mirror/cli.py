@@ -34,6 +34,7 @@ from rich.table import Table
 
 from multiarch_mirror import __version__
 from multiarch_mirror import doctor as checks
+from multiarch_mirror.config import Catalog, app_schema, load_catalog, mirror_schema
 from multiarch_mirror.errors import MirrorError, UsageError
 from multiarch_mirror.oci.client import RegistryClient, RegistrySettings
 from multiarch_mirror.oci.copy import DEFAULT_CONCURRENCY, BlobOutcome, CopyResult, copy_image
@@ -46,6 +47,8 @@ from multiarch_mirror.oci.reference import (
 )
 from multiarch_mirror.oci.store import Store, open_store
 from multiarch_mirror.oci.summary import ImageDetails, ImageSummary, summarize
+from multiarch_mirror.plan import ImageState, ImageStatus, make_plan, survey
+from multiarch_mirror.versions.http import UpstreamHttp
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -438,6 +441,90 @@ def copy(
         )
 
 
+def _survey(opts: GlobalOptions, names: Sequence[str]) -> tuple[list[ImageState], Catalog]:
+    catalog = load_catalog(opts.config)
+    apps = catalog.select(names)
+
+    async def run() -> list[ImageState]:
+        async with (
+            UpstreamHttp.for_state_dir(catalog.state_dir) as http,
+            RegistryClient(registry_settings(opts)) as client,
+        ):
+            return await survey(catalog, apps, http=http, client=client)
+
+    return asyncio.run(run()), catalog
+
+
+def _report_errors(statuses: Sequence[ImageStatus]) -> None:
+    for status in statuses:
+        if status.error:
+            stderr.print(
+                f"[bold red]error:[/] {escape(status.app)}/{escape(status.image)}: "
+                f"{escape(status.error)}",
+                highlight=False,
+            )
+    if any(status.error for status in statuses):
+        raise typer.Exit(1)
+
+
+_STATUS_STYLE = {"up-to-date": "green", "outdated": "yellow", "error": "bold red"}
+
+
+@app.command()
+@handle_errors
+def check(
+    ctx: typer.Context,
+    apps: list[str] = typer.Argument(None, help="Apps to check (default: every app)."),
+) -> None:
+    """Compare upstream's newest stable versions with the target registry, per image."""
+    opts = options(ctx)
+    states, _ = _survey(opts, apps or [])
+    statuses = [state.status() for state in states]
+    if opts.json:
+        emit_json([status.model_dump(mode="json") for status in statuses])
+    else:
+        table = Table("app", "image", "upstream newest", "mirrored newest", "missing", "status")
+        for status in statuses:
+            table.add_row(
+                status.app,
+                status.image,
+                status.upstream[0] if status.upstream else "-",
+                status.mirrored[0] if status.mirrored else "-",
+                ", ".join(status.missing) or "-",
+                f"[{_STATUS_STYLE[status.status]}]{status.status}[/]",
+            )
+        stdout.print(table)
+    _report_errors(statuses)
+
+
+@app.command()
+@handle_errors
+def plan(
+    ctx: typer.Context,
+    apps: list[str] = typer.Argument(None, help="Apps to plan (default: every app)."),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write the plan JSON here (default: stdout)."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Plan every candidate version, even those already tagged."
+    ),
+) -> None:
+    """Write the jobs (one per missing image, version and platform) as plan JSON for CI."""
+    opts = options(ctx)
+    states, catalog = _survey(opts, apps or [])
+    the_plan = make_plan(catalog, states, force=force)
+    if output is None:
+        emit_json(the_plan.model_dump(mode="json"))
+    else:
+        the_plan.write(output)
+        versions = {(job.app, job.image, job.version) for job in the_plan.jobs}
+        stderr.print(
+            f"{len(the_plan.jobs)} jobs ({len(versions)} image versions) written to {output}",
+            highlight=False,
+        )
+    _report_errors([state.status() for state in states])
+
+
 @app.command()
 @handle_errors
 def schema(
@@ -446,8 +533,6 @@ def schema(
     ),
 ) -> None:
     """Print the JSON Schema of app files (or of mirror.yaml), for editors and validators."""
-    from multiarch_mirror.config import app_schema, mirror_schema
-
     emit_json(mirror_schema() if mirror else app_schema())
 
 

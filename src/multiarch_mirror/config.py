@@ -677,7 +677,7 @@ class TargetRepository:
     """Where one image is mirrored: `<target>/<name>` in a registry, or a layout + namespace.
 
     For a layout target every image lives in the one layout directory under ref names
-    `NAME:TAG` (`namespace` = NAME); `str()` is then the layout, `oci:DIR`.
+    `NAME:TAG` (`namespace` = NAME); `str()` is then `oci:DIR:NAME`, as `tags` takes it.
     """
 
     location: ImageLocation
@@ -690,6 +690,8 @@ class TargetRepository:
         return str(self.location.with_tag(tag))
 
     def __str__(self) -> str:
+        if isinstance(self.location, LayoutReference):
+            return f"oci:{self.location.path}:{self.namespace}"
         return str(self.location)
 
 

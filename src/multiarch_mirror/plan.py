@@ -19,9 +19,11 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from multiarch_mirror.config import AppConfig, Catalog, ImageSpec, TargetRepository
 from multiarch_mirror.errors import MirrorError, UsageError
+from multiarch_mirror.oci.client import RegistryClient
 from multiarch_mirror.versions.detect import Detection, Detector, HeldBack
+from multiarch_mirror.versions.http import UpstreamHttp
 from multiarch_mirror.versions.policy import Candidate, Version
-from multiarch_mirror.versions.source import StoreOpener
+from multiarch_mirror.versions.source import StoreOpener, stores_of
 
 Status = Literal["up-to-date", "outdated", "error"]
 
@@ -92,7 +94,9 @@ class Plan(_Model):
         try:
             return cls.model_validate_json(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise UsageError(f"{path}: no such plan file; write one with `plan -o {path}`") from None
+            raise UsageError(
+                f"{path}: no such plan file; write one with `plan -o {path}`"
+            ) from None
         except ValidationError as exc:
             raise UsageError(f"{path}: not a plan file: {exc.errors()[0]['msg']}") from None
 
@@ -137,7 +141,9 @@ class ImageState:
             latest=latest.text if latest else None,
             status=state,
             error=self.error,
-            held_back=[HeldBackVersion(version=h.version.text, reason=h.reason) for h in self.held_back],
+            held_back=[
+                HeldBackVersion(version=h.version.text, reason=h.reason) for h in self.held_back
+            ],
         )
 
 
@@ -150,10 +156,17 @@ async def list_target_tags(open_store: StoreOpener, repository: TargetRepository
 async def survey(
     catalog: Catalog,
     apps: Sequence[AppConfig],
-    detector: Detector,
-    open_store: StoreOpener,
+    *,
+    http: UpstreamHttp,
+    client: RegistryClient,
 ) -> list[ImageState]:
-    """Detect every app and list every image's target tags; one app's failure stays its own."""
+    """Detect every app and list every image's target tags; one app's failure stays its own.
+
+    Apps run concurrently (the detector bounds how many); images come out app by app, each
+    app's images dependencies first.
+    """
+    open_store = stores_of(client)
+    detector = Detector(http, open_store, catalog.state_dir)
     per_app = await asyncio.gather(
         *(_survey_app(catalog, app, detector, open_store) for app in apps)
     )
@@ -172,7 +185,10 @@ async def _survey_app(
         detection = await detector.detect(app, catalog.policy(app), platforms)
     except MirrorError as exc:
         failure = f"upstream: {exc}"
-        return [ImageState(app, image, repo, error=failure) for image, repo in zip(images, repositories, strict=True)]
+        return [
+            ImageState(app, image, repo, error=failure)
+            for image, repo in zip(images, repositories, strict=True)
+        ]
     listings = await asyncio.gather(
         *(list_target_tags(open_store, repo) for repo in repositories), return_exceptions=True
     )

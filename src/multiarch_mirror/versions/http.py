@@ -117,6 +117,11 @@ class UpstreamHttp:
         """Requests sent, per host (304s included)."""
         self.not_modified: Counter[str] = Counter()
 
+    @classmethod
+    def for_state_dir(cls, state_dir: Path, **kwargs: Any) -> UpstreamHttp:
+        """The client whose cache lives in `state_dir/http-cache`."""
+        return cls(state_dir / "http-cache", **kwargs)
+
     def __repr__(self) -> str:
         tokens = [api.value for api, token in self._tokens.items() if token]
         return f"UpstreamHttp(cache_dir={str(self._cache_dir)!r}, tokens={tokens})"

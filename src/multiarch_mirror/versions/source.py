@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from multiarch_mirror.oci.client import RegistryClient
 from multiarch_mirror.oci.reference import ImageLocation
-from multiarch_mirror.oci.store import Store
+from multiarch_mirror.oci.store import Store, open_store
 from multiarch_mirror.versions.http import UpstreamHttp
 from multiarch_mirror.versions.policy import Release
 
 StoreOpener = Callable[[ImageLocation, str | None], AbstractAsyncContextManager[Store]]
 """Opens the `Store` of a location (and layout namespace) for the duration of a `with`."""
+
+
+def stores_of(client: RegistryClient) -> StoreOpener:
+    """A `StoreOpener` over one shared registry client (registries) or layout directories."""
+
+    @asynccontextmanager
+    async def open_(location: ImageLocation, namespace: str | None) -> AsyncIterator[Store]:
+        store = open_store(location, client, namespace=namespace)
+        try:
+            yield store
+        finally:
+            await store.aclose()
+
+    return open_
 
 
 @dataclass(frozen=True)
