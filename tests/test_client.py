@@ -13,7 +13,6 @@ from multiarch_mirror.oci.client import (
     NotFoundError,
     RegistryClient,
     RegistrySettings,
-    TransferInterruptedError,
 )
 from multiarch_mirror.oci.media import Descriptor, ImageIndex, Manifest, MediaType, Platform
 from multiarch_mirror.oci.reference import Reference
@@ -108,8 +107,19 @@ async def test_upload_of_more_bytes_than_the_descriptor_says_is_refused(
 ) -> None:
     claimed = Descriptor.of(b"A" * 5000, MediaType.OCI_LAYER_GZIP)
 
-    with pytest.raises((DigestMismatchError, TransferInterruptedError)):
+    with pytest.raises(DigestMismatchError, match="run past its 5000-byte size"):
         await store.write_blob(claimed, chunks_of(b"A" * 6000))
+
+    assert not await store.blob_exists(claimed.digest)
+
+
+async def test_upload_of_fewer_bytes_than_the_descriptor_says_is_refused(
+    store: RegistryStore,
+) -> None:
+    claimed = Descriptor.of(b"A" * 5000, MediaType.OCI_LAYER_GZIP)
+
+    with pytest.raises(DigestMismatchError, match=r"\(4000 bytes\)"):
+        await store.write_blob(claimed, lambda: chunks_of(b"A" * 4000))
 
     assert not await store.blob_exists(claimed.digest)
 

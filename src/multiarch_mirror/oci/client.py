@@ -119,7 +119,9 @@ class RegistrySettings:
     #: Blob uploads use one streamed PUT unless this is set (or the registry refuses it).
     chunked_uploads: bool = False
     chunk_size: int = DEFAULT_CHUNK_SIZE
-    max_connections_per_host: int = 8
+    #: Generous, because a copy within one registry holds a reading and a writing connection
+    #: per blob in flight; the copy engine bounds how many blobs are in flight.
+    max_connections_per_host: int = 32
 
     @classmethod
     def from_env(cls, **kwargs: Any) -> RegistrySettings:
@@ -294,16 +296,20 @@ class _Host:
         self.ping_lock = asyncio.Lock()
         self.tokens: dict[tuple[str, ...], tuple[str, float]] = {}
         self.token_lock = asyncio.Lock()
-        self._credentials: Credentials | None = None
+        self.credentials: Credentials | None = None
         self._credentials_looked_up = False
+        self._credentials_lock = asyncio.Lock()
         self.registry = DOCKER_HUB if host == DOCKER_HUB_API else host
 
-    @property
-    def credentials(self) -> Credentials | None:
-        if not self._credentials_looked_up:
-            self._credentials = find_credentials(self.registry, self.settings.credentials)
-            self._credentials_looked_up = True
-        return self._credentials
+    async def lookup_credentials(self) -> Credentials | None:
+        """Find credentials once, when the registry first asks; helpers run off the loop."""
+        async with self._credentials_lock:
+            if not self._credentials_looked_up:
+                self.credentials = await asyncio.to_thread(
+                    find_credentials, self.registry, self.settings.credentials
+                )
+                self._credentials_looked_up = True
+        return self.credentials
 
 
 @dataclass(frozen=True)
@@ -405,7 +411,7 @@ class RegistryClient:
                     host=host.host,
                     repository=repository,
                 )
-            creds = host.credentials
+            creds = await host.lookup_credentials()
             form: list[tuple[str, str]] = []
             if challenge.params.get("service"):
                 form.append(("service", challenge.params["service"]))
@@ -480,7 +486,7 @@ class RegistryClient:
         if challenge is None:
             return None
         if challenge.scheme == "basic":
-            creds = host.credentials
+            creds = await host.lookup_credentials()
             if creds is None:
                 raise self._auth_error(host, repository, 401, rejected=False)
             return creds.basic_header()
@@ -590,9 +596,11 @@ class RegistryClient:
                     scopes = _merge_scopes(scopes, (wider,) if wider else ())
                     host.tokens.pop(scopes, None)
                     continue
+                await host.lookup_credentials()
                 raise self._auth_error(host, repository, 401, rejected=host.credentials is not None)
             if status == 403 and authorize:
                 await response.aclose()
+                await host.lookup_credentials()
                 raise self._auth_error(host, repository, 403, rejected=False)
             if status in _RETRY_STATUS:
                 reason = await _failure_reason(response)
@@ -1005,26 +1013,17 @@ class RegistryClient:
         chunks: AsyncIterable[bytes],
     ) -> bool:
         """One streamed PUT; False when the registry wants chunks instead."""
-        hashing = _HashingBody(desc)
-        try:
-            response = await self._send(
-                host,
-                "PUT",
-                _with_query(session.location, {"digest": desc.digest}),
-                scopes=_push(repository),
-                repository=repository,
-                headers={
-                    "Content-Type": "application/octet-stream",
-                    "Content-Length": str(desc.size),
-                },
-                content=hashing.wrap(chunks),
-                what=f"upload of {desc.digest}",
-            )
-        except TransferInterruptedError:
-            if hashing.finished:  # a short source: the request could not be completed
-                hashing.check(host, repository)
-            raise
-        hashing.check(host, repository)
+        hashing = _HashingBody(desc, host, repository)
+        response = await self._send(
+            host,
+            "PUT",
+            _with_query(session.location, {"digest": desc.digest}),
+            scopes=_push(repository),
+            repository=repository,
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(desc.size)},
+            content=hashing.wrap(chunks),
+            what=f"upload of {desc.digest}",
+        )
         if response.status_code in (413, 416) or (
             response.status_code in (400, 405) and "UNSUPPORTED" in _error_detail(response)
         ):
@@ -1062,7 +1061,7 @@ class RegistryClient:
         chunk size. A failed PATCH is not re-sent: the whole upload restarts.
         """
         size = max(self.settings.chunk_size, session.min_chunk)
-        hashing = _HashingBody(desc)
+        hashing = _HashingBody(desc, host, repository)
         location = session.location
         offset = 0
         buffer = bytearray()
@@ -1096,7 +1095,6 @@ class RegistryClient:
         if buffer:
             location = await patch(bytes(buffer))
             offset += len(buffer)
-        hashing.check(host, repository)
         response = await self._send(
             host,
             "PUT",
@@ -1123,36 +1121,40 @@ class RegistryClient:
 
 
 class _HashingBody:
-    """Hashes a blob's bytes as they are sent; refuses them if they exceed the descriptor."""
+    """Hashes a blob's bytes as they are sent, and refuses them (ending the request before it
+    completes) when they run past the descriptor's size or don't hash to its digest."""
 
-    def __init__(self, desc: Descriptor) -> None:
+    def __init__(self, desc: Descriptor, host: _Host, repository: str) -> None:
         self.desc = desc
+        self.where = f"{host.host}/{repository}"
+        self.host = host.host
+        self.repository = repository
         self.hasher = hashlib.sha256()
         self.size = 0
-        self.finished = False
 
     async def wrap(self, chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
         async for chunk in chunks:
             self.size += len(chunk)
             if self.size > self.desc.size:
-                raise DigestMismatchError(
-                    f"refusing to upload {self.desc.digest}: the bytes run past its "
-                    f"{self.desc.size}-byte size",
-                    host="",
-                )
+                raise self._mismatch(f"the bytes run past its {self.desc.size}-byte size")
             self.hasher.update(chunk)
             yield chunk
-        self.finished = True
+        self.check()
 
-    def check(self, host: _Host, repository: str) -> None:
+    def check(self) -> None:
         actual = "sha256:" + self.hasher.hexdigest()
         if actual != self.desc.digest or self.size != self.desc.size:
-            raise DigestMismatchError(
-                f"refusing to upload to {host.host}/{repository}: the bytes hash to {actual} "
-                f"({self.size} bytes), not {self.desc.digest} ({self.desc.size} bytes)",
-                host=host.host,
-                repository=repository,
+            raise self._mismatch(
+                f"the bytes hash to {actual} ({self.size} bytes), not its digest "
+                f"({self.desc.size} bytes)"
             )
+
+    def _mismatch(self, why: str) -> DigestMismatchError:
+        return DigestMismatchError(
+            f"refusing to upload {self.desc.digest} to {self.where}: {why}",
+            host=self.host,
+            repository=self.repository,
+        )
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:
