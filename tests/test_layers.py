@@ -437,3 +437,56 @@ def test_peak_memory_does_not_grow_with_layer_size(tmp_path: Path) -> None:
     small, large = peak_for(24 << 20), peak_for(96 << 20)
     assert large < 32 << 20
     assert large < small + (4 << 20)
+
+
+def test_parents_of_inline_files_and_single_files_belong_to_root(tmp_path: Path) -> None:
+    binary = tmp_path / "tool"
+    binary.write_bytes(b"\x7fELF")
+    layer = write_layer(
+        tmp_path / "layer.tar.gz",
+        artifacts=[artifact(binary, ArchiveFormat.FILE, dest="/usr/local/bin/tool")],
+        files=[InlineFile("/etc/app/conf", b"x")],
+        options=LayerOptions(uid=2000, gid=2000),
+    )
+    owners = {m.name: (m.uid, m.gid) for m in read_members(layer)}
+    assert owners == {
+        "etc": (0, 0),
+        "etc/app": (0, 0),
+        "etc/app/conf": (2000, 2000),
+        "usr": (0, 0),
+        "usr/local": (0, 0),
+        "usr/local/bin": (0, 0),
+        "usr/local/bin/tool": (2000, 2000),
+    }
+
+
+def test_directories_inside_an_unpacked_archive_belong_to_the_recipe_user(tmp_path: Path) -> None:
+    source = make_tar(tmp_path / "app.tar.gz", [member("mattermost/bin/mattermost", b"x")])
+    layer = write_layer(
+        tmp_path / "layer.tar.gz",
+        artifacts=[artifact(source, dest="/")],
+        directories=["/mattermost/data", "/srv/volume"],
+        options=LayerOptions(uid=2000, gid=2000),
+    )
+    owners = {m.name: (m.uid, m.gid, m.type) for m in read_members(layer)}
+    assert owners == {
+        "mattermost": (2000, 2000, tarfile.DIRTYPE),
+        "mattermost/bin": (2000, 2000, tarfile.DIRTYPE),
+        "mattermost/bin/mattermost": (2000, 2000, tarfile.REGTYPE),
+        "mattermost/data": (2000, 2000, tarfile.DIRTYPE),
+        "srv": (0, 0, tarfile.DIRTYPE),
+        "srv/volume": (2000, 2000, tarfile.DIRTYPE),
+    }
+
+
+def test_a_later_artifact_replaces_a_file_of_an_earlier_one(tmp_path: Path) -> None:
+    source = make_tar(tmp_path / "app.tar.gz", [member("app/bin/server", b"original")])
+    patched = tmp_path / "server-patched"
+    patched.write_bytes(b"patched")
+    layer = build(
+        tmp_path,
+        artifact(source, dest="/"),
+        artifact(patched, ArchiveFormat.FILE, dest="/app/bin/server"),
+    )
+    with tarfile.open(layer.path, "r:gz") as tar:
+        assert tar.extractfile("app/bin/server").read() == b"patched"  # type: ignore[union-attr]

@@ -145,9 +145,12 @@ def write_layer(
     *,
     artifacts: Sequence[Artifact] = (),
     files: Sequence[InlineFile] = (),
+    directories: Sequence[str] = (),
     options: LayerOptions | None = None,
 ) -> Layer:
-    """Write one layer holding `artifacts` then `files` (later entries win) to `path`.
+    """Write one layer holding `artifacts`, `files` and `directories` to `path`.
+
+    Later entries replace earlier ones with the same path, as unpacking them in order would.
 
     Raises `ArchiveError` naming the artifact and entry when an input is unsafe or corrupt.
     """
@@ -158,6 +161,8 @@ def write_layer(
             collector.add_artifact(artifact)
         for inline in files:
             collector.add_inline(inline)
+        for directory in directories:
+            collector.add_directory(directory)
         entries = collector.finish()
         return _write_tar_gz(path, entries, spool, options, tuple(collector.warnings))
 
@@ -172,7 +177,9 @@ class _Collector:
         self.spool = spool
         self.options = options
         self.entries: dict[str, _Entry] = {}
-        self.owned_roots: list[str] = []
+        #: Missing parents at or below this path are the recipe's uid/gid (like `chown -R` over
+        #: an unpacked archive); None, or above it: root's, as `ADD` makes them.
+        self.owned_root: str | None = None
         self.warnings: list[str] = []
         self.total_bytes = 0
         self.total_entries = 0
@@ -188,6 +195,7 @@ class _Collector:
     def add_artifact(self, artifact: Artifact) -> None:
         self.artifact, self.entry = artifact.name, None
         dest = "/".join(self._parts(artifact.dest, allow_absolute=True))
+        self.owned_root = None if artifact.format is ArchiveFormat.FILE else dest
         try:
             if artifact.format is ArchiveFormat.FILE:
                 self._add_single_file(artifact, dest)
@@ -211,7 +219,7 @@ class _Collector:
             ) from None
 
     def add_inline(self, inline: InlineFile) -> None:
-        self.artifact, self.entry = "the recipe's inline files", inline.path
+        self.artifact, self.entry, self.owned_root = "the recipe's inline files", inline.path, None
         parts = self._parts(inline.path, allow_absolute=True)
         if not parts:
             raise self.refuse("is not a file path")
@@ -226,14 +234,12 @@ class _Collector:
             base = posixpath.basename(artifact.name.split("?", 1)[0])
             target = posixpath.join(dest, base) if dest else base
         self.entry = target
-        self.owned_roots.append(posixpath.dirname(target))
         self._count_entry()
         with artifact.path.open("rb") as source:
             offset, size = self._spool_stream(source)
         self._put(target, _Entry("file", self._mode(artifact.mode), offset, size))
 
     def _add_tar(self, artifact: Artifact, dest: str) -> None:
-        self.owned_roots.append(dest)
         with (
             _decompressed(artifact) as stream,
             tarfile.open(fileobj=stream, mode="r|") as tar,
@@ -288,7 +294,6 @@ class _Collector:
         self._put(target, linked)
 
     def _add_zip(self, artifact: Artifact, dest: str) -> None:
-        self.owned_roots.append(dest)
         with zipfile.ZipFile(artifact.path) as archive:
             for info in archive.infolist():
                 self.entry = info.filename
@@ -384,25 +389,37 @@ class _Collector:
     def _put(self, path: str, entry: _Entry) -> None:
         """Later entries replace earlier ones, as extracting them in order would."""
         previous = self.entries.get(path)
-        if previous is not None and previous.kind == "dir" and entry.kind == "dir":
-            previous.mode = entry.mode
-            return
         self.entries[path] = entry
+        if previous is not None and previous.kind == "dir":
+            return
+        parent = posixpath.dirname(path)
+        while parent:
+            existing = self.entries.get(parent)
+            if existing is not None:
+                if existing.kind != "dir":
+                    raise self.refuse(f"lies under /{parent}, which is a {existing.kind}")
+                return
+            owned = self.owned_root is not None and _within(parent, self.owned_root)
+            self.entries[parent] = _Entry("dir", 0o755, root_owned=not owned)
+            parent = posixpath.dirname(parent)
+
+    def add_directory(self, path: str) -> None:
+        """An empty directory owned by the recipe's uid/gid, such as a volume mount point."""
+        self.artifact, self.entry, self.owned_root = "the recipe's directories", path, None
+        parts = self._parts(path, allow_absolute=True)
+        if not parts:
+            raise self.refuse("is not a directory path")
+        self._count_entry()
+        self._put("/".join(parts), _Entry("dir", 0o755))
 
     def finish(self) -> dict[str, _Entry]:
-        """Add missing parent directories and refuse paths that go through non-directories."""
+        """Refuse paths that a later entry turned into a non-directory."""
         self.artifact = "the layer"
-        for path in list(self.entries):
-            self.entry = path
+        for path in self.entries:
             parent = posixpath.dirname(path)
-            while parent:
-                existing = self.entries.get(parent)
-                if existing is None:
-                    owned = any(_within(parent, root) for root in self.owned_roots)
-                    self.entries[parent] = _Entry("dir", 0o755, root_owned=not owned)
-                elif existing.kind != "dir":
-                    raise self.refuse(f"lies under /{parent}, which is a {existing.kind}")
-                parent = posixpath.dirname(parent)
+            if parent and self.entries[parent].kind != "dir":
+                self.entry = path
+                raise self.refuse(f"lies under /{parent}, which is a {self.entries[parent].kind}")
         self.spool.flush()
         return self.entries
 
