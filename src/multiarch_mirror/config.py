@@ -506,6 +506,10 @@ class AssembleRecipe(_Strict):
     base: Template = Field(description="Base image reference (templated), or `scratch`")
     artifacts: list[Artifact] = Field(default_factory=list)
     files: list[InlineFile] = Field(default_factory=list)
+    directories: list[ImagePath] = Field(
+        default_factory=list,
+        description="Empty directories owned by uid:gid, such as volume mount points",
+    )
     uid: int = Field(default=0, ge=0)
     gid: int = Field(default=0, ge=0)
     allow_setuid: bool = False
