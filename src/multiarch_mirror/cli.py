@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import shlex
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -582,6 +583,100 @@ def doctor(
     if not report.ok:
         for problem in report.problems():
             stderr.print(f"[bold red]problem:[/] {problem}", markup=True, highlight=False)
+        raise typer.Exit(1)
+
+
+@app.command()
+@handle_errors
+def verify(
+    ctx: typer.Context,
+    ref: str | None = typer.Argument(
+        None,
+        help="Image index to verify: registry/repo:tag or oci:DIR:REF. "
+        "Without it: every mirrored version of the catalog's images.",
+    ),
+    app_name: list[str] = typer.Option(
+        [], "--app", help="Without REF: only this app's images (repeatable)."
+    ),
+    platform: list[str] = typer.Option(
+        [],
+        "--platform",
+        help="Platform the index must hold (repeatable; default: the catalog's, "
+        "else linux/amd64 and linux/arm64).",
+    ),
+    smoke: bool = typer.Option(
+        False, "--smoke", help="Also run the app's smoke: command in every platform's rootfs."
+    ),
+    command: str | None = typer.Option(
+        None, "--command", help="Smoke command to run instead (shell syntax, no shell)."
+    ),
+    expect: str | None = typer.Option(
+        None, "--expect", help="Regex the --command output must match."
+    ),
+) -> None:
+    """Check a published index: every platform present, configs match, blobs exist, and
+    optionally a smoke command answers on each platform (foreign ones under QEMU)."""
+    from multiarch_mirror.config import load_catalog
+    from multiarch_mirror.verify import (
+        VerifyReport,
+        catalog_targets,
+        target_for_reference,
+        verify_targets,
+    )
+
+    opts = options(ctx)
+    platforms = [Platform.parse(text) for text in platform]
+    if expect and not command:
+        raise UsageError("--expect needs --command (the app's smoke: block has its own expect)")
+    if ref is None and (command or platforms):
+        raise UsageError("--command and --platform apply to one REF; name the image to verify")
+    catalog = load_catalog(opts.config) if ref is None or opts.config.exists() else None
+
+    async def run() -> list[VerifyReport]:
+        async with _stores(opts) as stores:
+            if ref is not None:
+                targets = [
+                    target_for_reference(
+                        ref,
+                        catalog=catalog,
+                        platforms=platforms,
+                        smoke=smoke,
+                        command=shlex.split(command) if command else (),
+                        expect=expect,
+                    )
+                ]
+            else:
+                assert catalog is not None
+                targets = await catalog_targets(
+                    catalog, catalog.select(app_name), stores.open, smoke=smoke
+                )
+            return await verify_targets(targets, stores.open)
+
+    reports = asyncio.run(run())
+    if opts.json:
+        emit_json([report.model_dump(mode="json") for report in reports])
+    else:
+        if not reports:
+            stderr.print("nothing to verify: no mirrored versions found")
+        for report in reports:
+            verdict = "[green]ok[/]" if report.ok else "[bold red]FAILED[/]"
+            stdout.print(
+                f"[bold]{escape(report.reference)}[/]  {report.digest or '-'}  {verdict}",
+                highlight=False,
+                soft_wrap=True,
+            )
+            for entry in report.platforms:
+                mark = "ok" if entry.ok else "FAILED"
+                answer = f"  smoke: {entry.smoke_output}" if entry.smoke_output else ""
+                stdout.print(
+                    f"  {entry.platform:<14}{mark:<8}{entry.digest or '-'}{escape(answer)}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+    failures = [f"{r.reference}: {line}" for r in reports for line in r.failures()]
+    for line in failures:
+        stderr.print(f"[bold red]failed:[/] {escape(line)}", markup=True, highlight=False)
+    if failures:
         raise typer.Exit(1)
 
 

@@ -15,12 +15,14 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from multiarch_mirror.errors import MirrorError
+from multiarch_mirror.config import AppConfig, Catalog, ImageSpec
+from multiarch_mirror.errors import MirrorError, UsageError
 from multiarch_mirror.oci.media import (
     Descriptor,
     ImageIndex,
@@ -29,7 +31,17 @@ from multiarch_mirror.oci.media import (
     parse_config,
     parse_manifest,
 )
+from multiarch_mirror.oci.reference import (
+    ImageLocation,
+    LayoutReference,
+    Reference,
+    parse_location,
+)
 from multiarch_mirror.oci.store import Store
+
+#: Opens the store of a location (and image namespace) for the duration of a run.
+StoreOpener = Callable[[ImageLocation, str | None], Store]
+DEFAULT_PLATFORMS = (Platform.parse("linux/amd64"), Platform.parse("linux/arm64"))
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_WHITEOUT = ".wh..wh..opq"
@@ -260,3 +272,136 @@ async def verify_image(
         report.platforms.append(await _check_platform(store, found[0], smoke, binfmt_dir))
     report.ok = not report.problems and all(entry.ok for entry in report.platforms)
     return report
+
+
+@dataclass(frozen=True)
+class VerifyTarget:
+    """One image to verify: where it is, which platforms it must hold, what to run in it."""
+
+    location: ImageLocation
+    namespace: str | None
+    reference: str
+    display: str
+    platforms: tuple[Platform, ...]
+    smoke: SmokeTest | None = None
+
+
+def smoke_test(catalog: Catalog, app: AppConfig, image: ImageSpec, version: str) -> SmokeTest:
+    """The image's `smoke:` block rendered for `version` (the host's platform context)."""
+    if image.smoke is None:
+        raise UsageError(f"app {app.name!r} image {image.name!r} has no smoke: block to run")
+    context = catalog.template_context(app, version, f"linux/{host_architecture()}")
+    return SmokeTest(
+        command=[context.render(part) for part in image.smoke.command],
+        expect=context.render(image.smoke.expect),
+    )
+
+
+def _catalog_image(
+    catalog: Catalog, location: ImageLocation
+) -> tuple[AppConfig, ImageSpec, str] | None:
+    """The catalog image a reference points into, with the version its tag names."""
+    for app in catalog.apps.values():
+        for image in app.images:
+            repo = catalog.repository(image.name)
+            if isinstance(location, LayoutReference) and isinstance(repo.location, LayoutReference):
+                ref = location.ref or ""
+                name, _, tag = ref.rpartition(":")
+                if Path(location.path).resolve() == Path(repo.location.path) and (
+                    name == repo.namespace
+                ):
+                    return app, image, tag
+            elif (
+                isinstance(location, Reference)
+                and isinstance(repo.location, Reference)
+                and location.name == repo.location.name
+                and location.tag
+            ):
+                return app, image, location.tag
+    return None
+
+
+def target_for_reference(
+    text: str,
+    *,
+    catalog: Catalog | None,
+    platforms: Sequence[Platform],
+    smoke: bool,
+    command: Sequence[str] = (),
+    expect: str | None = None,
+) -> VerifyTarget:
+    """What `verify REF` checks: platforms and smoke command from the options or the catalog."""
+    location = parse_location(text)
+    if isinstance(location, LayoutReference):
+        if not location.ref:
+            raise UsageError(f"{text!r} names no image: write oci:DIR:REF")
+        reference = location.ref
+    else:
+        reference = location.identifier
+    found = _catalog_image(catalog, location) if catalog else None
+    if not platforms:
+        platforms = catalog.platforms(found[1]) if catalog and found else DEFAULT_PLATFORMS
+    test = None
+    if command:
+        test = SmokeTest(command=list(command), expect=expect)
+    elif smoke:
+        if not (catalog and found):
+            raise UsageError(
+                f"--smoke: {text!r} is not an image of the catalog, so there is no smoke: block "
+                "to run; give the command with --command (and --expect)"
+            )
+        test = smoke_test(catalog, found[0], found[1], found[2])
+    return VerifyTarget(
+        location=location,
+        namespace=None,
+        reference=reference,
+        display=text,
+        platforms=tuple(platforms),
+        smoke=test,
+    )
+
+
+async def catalog_targets(
+    catalog: Catalog, apps: Sequence[AppConfig], stores: StoreOpener, *, smoke: bool
+) -> list[VerifyTarget]:
+    """Every mirrored version tag of every image of `apps`, oldest first."""
+    targets: list[VerifyTarget] = []
+    for app in apps:
+        policy = catalog.policy(app)
+        for image in app.ordered_images():
+            repo = catalog.repository(image.name)
+            tags = await stores(repo.location, repo.namespace).list_tags()
+            versions = sorted(v for v in map(policy.version_of, tags) if v is not None)
+            for version in versions:
+                targets.append(
+                    VerifyTarget(
+                        location=repo.location,
+                        namespace=repo.namespace,
+                        reference=version.tag,
+                        display=repo.reference(version.tag),
+                        platforms=tuple(catalog.platforms(image)),
+                        smoke=smoke_test(catalog, app, image, version.text)
+                        if smoke and image.smoke
+                        else None,
+                    )
+                )
+    return targets
+
+
+async def verify_targets(
+    targets: Sequence[VerifyTarget], stores: StoreOpener, *, binfmt_dir: Path = BINFMT_DIR
+) -> list[VerifyReport]:
+    reports = []
+    for target in targets:
+        store = stores(target.location, target.namespace)
+        reports.append(
+            await verify_image(
+                store,
+                target.reference,
+                target.platforms,
+                smoke=target.smoke,
+                display=target.display,
+                binfmt_dir=binfmt_dir,
+            )
+        )
+    return reports
