@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DEB_PACKAGES := docker-registry skopeo buildah qemu-user-static docker.io apache2-utils git openssl ca-certificates
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest deps system-deps venv qemu demo bench clean
+.PHONY: test lint typecheck pytest deps system-deps venv qemu demo bench docs clean
 
 test: deps lint typecheck pytest
 
@@ -50,6 +50,10 @@ demo: deps
 
 bench: deps
 	$(BIN)/python bench/copy.py
+
+# Regenerate the catalog reference from the config models' JSON Schema.
+docs: venv
+	$(BIN)/multiarch-mirror schema --markdown > docs/catalog-reference.md
 
 clean:
 	rm -rf $(VENV) .cache .mirror-state mirror-out

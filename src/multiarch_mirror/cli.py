@@ -532,8 +532,16 @@ def schema(
     mirror: bool = typer.Option(
         False, "--mirror", help="The schema of mirror.yaml instead of apps/<app>/app.yaml."
     ),
+    markdown: bool = typer.Option(
+        False, "--markdown", help="The catalog reference (both files) as Markdown instead."
+    ),
 ) -> None:
     """Print the JSON Schema of app files (or of mirror.yaml), for editors and validators."""
+    if markdown:
+        from multiarch_mirror.catalog_reference import render
+
+        sys.stdout.write(render())
+        return
     emit_json(mirror_schema() if mirror else app_schema())
 
 
