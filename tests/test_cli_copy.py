@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import pty
+import select
+import subprocess
+import sys
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -104,3 +109,41 @@ def test_copy_between_repositories_of_a_registry_reports_mounted_blobs(
         "inspect", "--raw", "--tls-verify=false", f"docker://{registry.host}/cli-copy/b:1.0"
     )
     assert "sha256:" + hashlib.sha256(raw.encode()).hexdigest() == fixture_image.digest
+
+
+def test_copy_on_a_terminal_draws_progress_bars_on_stderr(
+    tmp_path: Path, fixture_image: FixtureImage
+) -> None:
+    primary, secondary = pty.openpty()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "multiarch_mirror",
+            "copy",
+            fixture_image.location,
+            f"oci:{tmp_path}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=secondary,
+        env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "120"},
+    )
+    os.close(secondary)
+    drawn = b""
+    while True:
+        ready, _, _ = select.select([primary], [], [], 30)
+        if not ready:
+            break
+        try:
+            data = os.read(primary, 65536)
+        except OSError:  # EIO: the process closed its end of the terminal
+            break
+        if not data:
+            break
+        drawn += data
+    os.close(primary)
+    stdout = process.communicate(timeout=30)[0].decode()
+
+    assert process.returncode == 0
+    assert "total" in drawn.decode() and "━" in drawn.decode()
+    assert fixture_image.digest in stdout

@@ -220,3 +220,14 @@ async def test_mount_of_an_absent_blob_declines(tmp_path: Path) -> None:
     desc = Descriptor.of(b"nowhere", MediaType.OCI_LAYER)
 
     assert not await dest.mount_blob(desc, source)
+
+
+async def test_a_layer_digest_does_not_resolve_as_a_manifest(tmp_path: Path) -> None:
+    store = LayoutStore(tmp_path)
+    data = b"\x1f\x8b not json"
+    desc = Descriptor.of(data, MediaType.OCI_LAYER_GZIP)
+    await store.write_blob(desc, chunks_of(data))
+
+    assert await store.resolve(desc.digest) is None
+    with pytest.raises(LayoutError, match=f"no manifest '{desc.digest}'"):
+        await store.get_manifest(desc.digest)

@@ -8,9 +8,10 @@ so digests are preserved unless a platform filter asks for a new index.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from multiarch_mirror.errors import MirrorError, UsageError
@@ -65,18 +66,34 @@ class _Silent:
 
 
 @dataclass
-class CopyResult:
-    """What a copy wrote at the destination and what it cost."""
+class _Tally:
+    """What a copy cost so far."""
 
-    descriptor: Descriptor
-    platforms: dict[str, str] = field(default_factory=dict)
-    tags: list[str] = field(default_factory=list)
     bytes_moved: int = 0
     blobs_copied: int = 0
     blobs_skipped: int = 0
     blobs_mounted: int = 0
     manifests_written: int = 0
     manifests_skipped: int = 0
+
+
+@dataclass(frozen=True)
+class CopyResult:
+    """What a copy wrote at the destination (`descriptor`, by digest) and what it cost.
+
+    `platforms` maps each platform (`linux/arm64`) to its manifest digest; `tags` are the
+    tags written, last.
+    """
+
+    descriptor: Descriptor
+    platforms: dict[str, str]
+    tags: list[str]
+    bytes_moved: int
+    blobs_copied: int
+    blobs_skipped: int
+    blobs_mounted: int
+    manifests_written: int
+    manifests_skipped: int
 
     @property
     def digest(self) -> str:
@@ -120,7 +137,21 @@ class _Copier:
         self.nodes: list[_Node] = []
         self.blobs: dict[str, Descriptor] = {}
         self.present_blobs: set[str] = set()
-        self.result = CopyResult(descriptor=Descriptor(media_type="", digest="", size=0))
+        self.tally = _Tally()
+
+    async def run(self, desc: Descriptor, data: bytes | None, tags: Sequence[str]) -> CopyResult:
+        """Copy `desc`'s tree (blobs, then manifests, children first), then write `tags`."""
+        await self.walk(desc, data, None)
+        await self.transfer()
+        top = self.nodes[-1]
+        for tag in tags:
+            await self.dest.put_manifest(top.data, desc.media_type, tag=tag)
+        return CopyResult(
+            descriptor=desc,
+            platforms=await _platforms(self.source, top),
+            tags=list(tags),
+            **dataclasses.asdict(self.tally),
+        )
 
     async def walk(self, desc: Descriptor, data: bytes | None, present: bool | None) -> None:
         """Collect manifests (post-order) and the blobs under them; nothing is written yet.
@@ -147,28 +178,28 @@ class _Copier:
         self.nodes.append(_Node(desc=desc, data=data, present=present))
 
     async def transfer(self) -> None:
-        self.result.blobs_skipped += len(self.present_blobs - self.blobs.keys())
+        self.tally.blobs_skipped += len(self.present_blobs - self.blobs.keys())
         await _all(self.blob(desc) for desc in self.blobs.values())
         for node in self.nodes:
             if node.present:
-                self.result.manifests_skipped += 1
+                self.tally.manifests_skipped += 1
             else:
                 await self.dest.put_manifest(node.data, node.desc.media_type)
-                self.result.manifests_written += 1
+                self.tally.manifests_written += 1
 
     async def blob(self, desc: Descriptor) -> None:
         async with self.slots:
             self.progress.blob_started(desc)
             if await self.dest.blob_exists(desc.digest):
                 outcome = BlobOutcome.SKIPPED
-                self.result.blobs_skipped += 1
+                self.tally.blobs_skipped += 1
             elif await self.dest.mount_blob(desc, self.source):
                 outcome = BlobOutcome.MOUNTED
-                self.result.blobs_mounted += 1
+                self.tally.blobs_mounted += 1
             else:
                 await self._stream(desc)
                 outcome = BlobOutcome.COPIED
-                self.result.blobs_copied += 1
+                self.tally.blobs_copied += 1
             self.progress.blob_finished(desc, outcome)
 
     async def _stream(self, desc: Descriptor) -> None:
@@ -193,7 +224,7 @@ class _Copier:
     async def _read(self, desc: Descriptor) -> AsyncGenerator[bytes, None]:
         async with self.source.read_blob(desc) as chunks:
             async for chunk in chunks:
-                self.result.bytes_moved += len(chunk)
+                self.tally.bytes_moved += len(chunk)
                 self.progress.blob_advanced(desc, len(chunk))
                 yield chunk
 
@@ -231,12 +262,7 @@ async def copy_manifest(
     This is how a built image (e.g. a buildah OCI layout) reaches its target before an index
     and tags are written over it.
     """
-    copier = _Copier(source, dest, concurrency, progress)
-    await copier.walk(desc, None, None)
-    await copier.transfer()
-    copier.result.descriptor = desc
-    copier.result.platforms = await _platforms(source, copier.nodes[-1])
-    return copier.result
+    return await _Copier(source, dest, concurrency, progress).run(desc, None, tags=())
 
 
 async def copy_image(
@@ -259,18 +285,7 @@ async def copy_image(
     where = f"{source.display}{separator}{reference}"
     if platforms:
         desc, data = await _select_platforms(source, where, desc, data, platforms)
-    copier = _Copier(source, dest, concurrency, progress)
-    await copier.walk(desc, data, None)
-    await copier.transfer()
-    top = copier.nodes[-1]
-    for tag in tags:
-        await dest.put_manifest(data, desc.media_type, tag=tag)
-    copier.result.descriptor = Descriptor(
-        media_type=desc.media_type, digest=desc.digest, size=desc.size
-    )
-    copier.result.tags = list(tags)
-    copier.result.platforms = await _platforms(source, top)
-    return copier.result
+    return await _Copier(source, dest, concurrency, progress).run(desc, data, tags=tags)
 
 
 async def _select_platforms(

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 REF_NAME = "org.opencontainers.image.ref.name"
 LAYOUT_VERSION = {"imageLayoutVersion": "1.0.0"}
 CHUNK_SIZE = 1 << 20
+#: Registries refuse manifests over 4 MiB; a bigger "manifest" here is not one we read whole.
+MAX_MANIFEST_SIZE = 4 << 20
 
 # index.json is rewritten as a whole, so writers in this process take a per-directory lock
 # (and an flock, which also keeps other processes' writers out).
@@ -45,14 +47,14 @@ def _index_lock(root: Path) -> threading.Lock:
         return _INDEX_LOCKS.setdefault(root, threading.Lock())
 
 
-def _media_type_of(data: bytes) -> str:
-    """The media type a manifest declares, or the one its shape implies."""
+def _declared_media_type(data: bytes) -> str | None:
+    """The media type a manifest declares, or the one its shape implies; None if no manifest."""
     try:
         doc = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError):
-        doc = None
+        return None
     if not isinstance(doc, dict):
-        raise LayoutError("blob named as a manifest is not a JSON object")
+        return None
     declared = doc.get("mediaType")
     if isinstance(declared, str):
         return declared
@@ -235,13 +237,17 @@ class LayoutStore:
     async def resolve(self, reference: str) -> Descriptor | None:
         if reference.startswith("sha256:"):
             path = self._blob_path(reference)
-            if not path.is_file():
+            # Like a registry's manifest endpoint: a blob that is no manifest is not found.
+            if not path.is_file() or path.stat().st_size > MAX_MANIFEST_SIZE:
                 return None
             for entry in self._entries():
                 if entry.digest == reference:
                     return entry.model_copy(update={"annotations": None})
             data = await asyncio.to_thread(path.read_bytes)
-            return Descriptor(media_type=_media_type_of(data), digest=reference, size=len(data))
+            media_type = _declared_media_type(data)
+            if media_type is None:
+                return None
+            return Descriptor(media_type=media_type, digest=reference, size=len(data))
         return self._tagged(reference)
 
     async def get_manifest(self, reference: str) -> tuple[Descriptor, bytes]:
@@ -251,13 +257,20 @@ class LayoutStore:
                 f"{self.display}: no manifest {reference!r}"
                 + ("" if reference.startswith("sha256:") else self._known_tags_hint())
             )
+        if desc.size > MAX_MANIFEST_SIZE:
+            raise LayoutError(
+                f"{self.display}: {reference} is {desc.size} bytes, too large for a manifest"
+            )
         chunks: list[bytes] = []
         async with self.read_blob(desc) as stream:
             async for chunk in stream:
                 chunks.append(chunk)
         data = b"".join(chunks)
+        media_type = _declared_media_type(data)
+        if media_type is None:
+            raise LayoutError(f"{self.display}: {reference} is not a JSON manifest")
         desc = Descriptor(
-            media_type=_media_type_of(data),
+            media_type=media_type,
             digest=desc.digest,
             size=desc.size,
             platform=desc.platform,
