@@ -27,6 +27,7 @@ from multiarch_mirror.oci.client import RegistryClient
 from multiarch_mirror.oci.layout import LayoutStore
 from multiarch_mirror.oci.media import (
     Descriptor,
+    ImageIndex,
     Manifest,
     MediaType,
     Platform,
@@ -36,6 +37,7 @@ from multiarch_mirror.oci.media import (
 from multiarch_mirror.oci.reference import Reference
 from multiarch_mirror.oci.store import RegistryStore, Store
 from multiarch_mirror.template import TemplateContext
+from tests.support.dockerd import DockerEngine
 from tests.support.files import FileServer, start_file_server
 from tests.support.fixture_images import FixtureImage, skopeo, skopeo_push
 from tests.support.registry import Registry
@@ -463,3 +465,29 @@ def test_source_date_epoch_prefers_the_environment_then_the_release_time() -> No
     assert source_date_epoch(released, {"SOURCE_DATE_EPOCH": "42"}) == 42
     assert source_date_epoch(released, {}) == int(released.timestamp())
     assert source_date_epoch(None, {}) == 0
+
+
+# -- a real Docker Engine -------------------------------------------------------------------
+
+
+async def test_docker_runs_both_platforms_of_an_assembled_index(
+    upstream: FileServer,
+    registry: Registry,
+    client: RegistryClient,
+    docker_engine: DockerEngine,
+    tmp_path: Path,
+) -> None:
+    target = store(registry, client, "docker/fixture")
+    assemble = builder(recipe(upstream), client, tmp_path)
+    children = [(await assemble.assemble(job(p), target)).descriptor for p in (AMD64, ARM64)]
+    # Publishing is another stage's job; a hand-made index stands in for it here.
+    index = ImageIndex(media_type=MediaType.OCI_INDEX, manifests=children)
+    await target.put_manifest(index.to_json(), MediaType.OCI_INDEX, tag=VERSION)
+    image = f"{registry.host}/docker/fixture:{VERSION}"
+    for platform, machine in ((AMD64, "x86_64"), (ARM64, "aarch64")):
+        run = docker_engine.run(
+            "run", "--rm", "--pull", "always", "--platform", str(platform), image,
+            "/app/bin/busybox", "sh", "-c", 'echo "$(uname -m) $(id -u) $APP_VERSION $PWD"',
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.split() == [machine, "2000", VERSION, "/app"]
