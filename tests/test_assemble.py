@@ -22,7 +22,7 @@ from multiarch_mirror.build.assemble import (
     AssembleSettings,
     source_date_epoch,
 )
-from multiarch_mirror.config import AssembleRecipe
+from multiarch_mirror.config import AssembleRecipe, load_app
 from multiarch_mirror.oci.client import RegistryClient
 from multiarch_mirror.oci.layout import LayoutStore
 from multiarch_mirror.oci.media import (
@@ -491,3 +491,63 @@ async def test_docker_runs_both_platforms_of_an_assembled_index(
         )  # fmt: skip
         assert run.returncode == 0, run.stderr
         assert run.stdout.split() == [machine, "2000", VERSION, "/app"]
+
+
+# -- the catalog's Mattermost recipe --------------------------------------------------------
+
+
+async def test_mattermost_assemble_recipe_matches_the_vendor_image(
+    upstream: FileServer,
+    registry: Registry,
+    client: RegistryClient,
+    base_image: str,
+    tmp_path: Path,
+) -> None:
+    app = load_app(Path(__file__).parents[1] / "apps" / "mattermost" / "app.yaml")
+    vendor = app.images[0].recipe_named("assemble")
+    assert isinstance(vendor, AssembleRecipe)
+    # The vendor's tarball layout, served locally; the base is the busybox fixture.
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name in ("mattermost/bin/mattermost", "mattermost/config/config.json"):
+            info = tarfile.TarInfo(name)
+            tar.addfile(info, io.BytesIO(b""))
+    upstream.files["/mattermost.tar.gz"] = buffer.getvalue()
+    local = vendor.model_copy(
+        update={
+            "base": base_image,
+            "artifacts": [
+                vendor.artifacts[0].model_copy(update={"url": upstream.url + "/mattermost.tar.gz"})
+            ],
+        }
+    )
+    target = store(registry, client, "mattermost/assembled")
+    result = await builder(local, client, tmp_path).assemble(job(ARM64), target)
+    manifest = await manifest_of(target, result.descriptor)
+    config = parse_config(await read_blob(target, manifest.config)).config
+    assert config is not None
+    assert config.user == "2000:2000"
+    assert config.entrypoint == ["/entrypoint.sh"]
+    assert config.cmd == ["mattermost"]
+    assert config.working_dir == "/mattermost"
+    assert sorted(config.exposed_ports or {}) == ["8065/tcp", "8067/tcp", "8074/tcp", "8075/tcp"]
+    assert sorted(config.volumes or {}) == [
+        "/mattermost/client/plugins",
+        "/mattermost/config",
+        "/mattermost/data",
+        "/mattermost/logs",
+        "/mattermost/plugins",
+    ]
+    assert config.healthcheck is not None
+    assert config.healthcheck.test == [
+        "CMD-SHELL",
+        "curl -f http://localhost:8065/api/v4/system/ping || exit 1",
+    ]
+    assert result.unverified == (upstream.url + "/mattermost.tar.gz",)
+    with tarfile.open(fileobj=io.BytesIO(await read_blob(target, manifest.layers[-1]))) as tar:
+        owners = {m.name: (m.uid, m.gid) for m in tar.getmembers()}
+    assert owners["mattermost"] == owners["mattermost/data"] == (2000, 2000)
+    assert (
+        owners["mattermost/client/plugins"] == owners["mattermost/bin/mattermost"] == (2000, 2000)
+    )
+    assert owners["entrypoint.sh"] == (2000, 2000)
