@@ -18,13 +18,13 @@ from multiarch_mirror.build import (
     BuildError,
 )
 from multiarch_mirror.build.buildah import BuildahBuilder, BuildahSettings
-from multiarch_mirror.build.recipe import Patch
+from multiarch_mirror.config import DockerfileRecipe
 from tests.support.dockerfile_app import (
     ArtifactServer,
-    Recipe,
     git,
     job,
     make_upstream_repo,
+    recipe,
     render,
 )
 
@@ -35,19 +35,25 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def recipe(
+def spec(
     upstream: Path, busybox_base: str, artifacts: ArtifactServer, busybox: dict[str, Path]
-) -> Recipe:
+) -> DockerfileRecipe:
     artifacts.publish("1.0.0", busybox)
     artifacts.publish("1.1.0", {"amd64": busybox["amd64"]})  # arm64 artifact never published
-    return Recipe(
-        git=str(upstream),
+    return recipe(
+        str(upstream),
         build_args={
             "ARTIFACT_URL": artifacts.url + "/releases/{version}/hello-{arch}",
             "APP_ARCH": "{arch}",
             "APP_VERSION": "{version}",
         },
-        patches=[Patch("docker/Dockerfile", r"^FROM \S+@sha256:\w+$", f"FROM {busybox_base}")],
+        patches=[
+            {
+                "file": "docker/Dockerfile",
+                "regex": r"(?m)^FROM \S+@sha256:\w+$",
+                "replace": f"FROM {busybox_base}",
+            }
+        ],
     )
 
 
@@ -83,10 +89,10 @@ def file_in_top_layer(layout: Path, ref: str, name: str) -> bytes:
 
 
 async def test_an_arm64_build_runs_its_steps_as_aarch64_and_labels_the_image(
-    recipe: Recipe, settings: BuildahSettings, upstream: Path, tmp_path: Path
+    spec: DockerfileRecipe, settings: BuildahSettings, upstream: Path, tmp_path: Path
 ) -> None:
     build = job("1.0.0", "linux/arm64")
-    desc = await BuildahBuilder(recipe, render, settings).build_layout(build, tmp_path)
+    desc = await BuildahBuilder(spec, render, settings).build_layout(build, tmp_path)
 
     assert str(desc.platform) == "linux/arm64"
     config = config_of(tmp_path, build.id)
@@ -101,9 +107,9 @@ async def test_an_arm64_build_runs_its_steps_as_aarch64_and_labels_the_image(
 
 
 async def test_building_the_same_job_again_gives_the_same_digest(
-    recipe: Recipe, settings: BuildahSettings, tmp_path: Path
+    spec: DockerfileRecipe, settings: BuildahSettings, tmp_path: Path
 ) -> None:
-    builder = BuildahBuilder(recipe, render, settings)
+    builder = BuildahBuilder(spec, render, settings)
     amd64 = await builder.build_layout(job("1.0.0", "linux/amd64"), tmp_path / "first")
     again = await builder.build_layout(job("1.0.0", "linux/amd64"), tmp_path / "second")
     assert again == amd64
@@ -114,24 +120,24 @@ async def test_building_the_same_job_again_gives_the_same_digest(
 
 
 async def test_a_failing_step_is_quoted_in_the_error(
-    recipe: Recipe, settings: BuildahSettings, tmp_path: Path
+    spec: DockerfileRecipe, settings: BuildahSettings, tmp_path: Path
 ) -> None:
     build = job("1.1.0", "linux/arm64")
     with pytest.raises(BuildError) as failure:
-        await BuildahBuilder(recipe, render, settings).build_layout(build, tmp_path)
+        await BuildahBuilder(spec, render, settings).build_layout(build, tmp_path)
     message = str(failure.value)
     assert f"buildah failed to build {build.name} at STEP 5/11: RUN" in message
     assert "404" in message
 
 
 async def test_a_foreign_platform_without_a_qemu_handler_says_how_to_register_one(
-    recipe: Recipe, settings: BuildahSettings, tmp_path: Path
+    spec: DockerfileRecipe, settings: BuildahSettings, tmp_path: Path
 ) -> None:
     no_handlers = BuildahSettings(
         state_dir=settings.state_dir, storage_driver="vfs", binfmt_dir=tmp_path
     )
     with pytest.raises(BuildError) as failure:
-        await BuildahBuilder(recipe, render, no_handlers).build_layout(job(), tmp_path)
+        await BuildahBuilder(spec, render, no_handlers).build_layout(job(), tmp_path)
     message = str(failure.value)
     assert "cannot build demo/demo 1.0.0 linux/arm64" in message
     assert "qemu-aarch64" in message

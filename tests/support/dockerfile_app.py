@@ -8,13 +8,14 @@ import http.server
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from multiarch_mirror.build import BuildJob
-from multiarch_mirror.build.recipe import Patch
+from multiarch_mirror.config import DockerfileRecipe
 from multiarch_mirror.oci.media import Platform
+from multiarch_mirror.template import TemplateContext
 
 from .net import free_port
 
@@ -29,21 +30,15 @@ CMD ["/bin/hello", "uname", "-m"]
 """
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """A `kind: dockerfile` recipe as the builders read it."""
-
-    git: str
-    ref: str = "v{version}"
-    context: str = "docker"
-    dockerfile: str | None = None
-    target: str | None = None
-    build_args: Mapping[str, str] = field(default_factory=dict)
-    patches: Sequence[Patch] = ()
+def recipe(git: str, **fields: object) -> DockerfileRecipe:
+    """A `kind: dockerfile` recipe for the fixture upstream, validated as an app file is."""
+    return DockerfileRecipe.model_validate(
+        {"kind": "dockerfile", "git": git, "ref": "v{version}", "context": "docker", **fields}
+    )
 
 
 def render(text: str, job: BuildJob) -> str:
-    return text.format(version=job.version, arch=job.platform.architecture)
+    return TemplateContext.for_(job.version, job.platform).render(text)
 
 
 def job(version: str = "1.0.0", platform: str = "linux/arm64") -> BuildJob:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import logging
 import os
 import re
@@ -31,8 +30,11 @@ from multiarch_mirror.build import (
 )
 from multiarch_mirror.build.recipe import DockerfileSpec, PreparedRecipe, SourceCache, prepare
 from multiarch_mirror.errors import MirrorError
-from multiarch_mirror.oci.media import Descriptor, MediaType
+from multiarch_mirror.oci.copy import copy_manifest
+from multiarch_mirror.oci.layout import LayoutStore
+from multiarch_mirror.oci.media import Descriptor
 from multiarch_mirror.oci.reference import Reference, is_loopback_host
+from multiarch_mirror.oci.store import Store
 from multiarch_mirror.verify import BINFMT_DIR, emulation_problem
 
 log = logging.getLogger(__name__)
@@ -199,6 +201,15 @@ class BuildahBuilder:
         self.settings = settings
         self.sources = SourceCache(settings.state_dir / "sources")
 
+    async def build(self, job: BuildJob, target: Store) -> Descriptor:
+        """Build `job`, then push it by digest into `target` with our copy engine."""
+        work = self.settings.state_dir / "work"
+        work.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=work, prefix="layout-") as layout:
+            desc = await self.build_layout(job, Path(layout))
+            await copy_manifest(LayoutStore(layout), desc, target)
+        return desc
+
     async def build_layout(self, job: BuildJob, layout: Path) -> Descriptor:
         """Build `job` and write the image into the OCI layout directory `layout`.
 
@@ -299,13 +310,7 @@ class BuildahBuilder:
             ]
             await _stream(cmd, env=dict(os.environ), job=job, action="export")
             digest = digestfile.read_text().strip()
-        index = json.loads((layout / "index.json").read_text())
-        for entry in index["manifests"]:
-            if entry["digest"] == digest:
-                return Descriptor(
-                    media_type=entry.get("mediaType", MediaType.OCI_MANIFEST),
-                    digest=digest,
-                    size=entry["size"],
-                    platform=job.platform,
-                )
-        raise BuildError(f"buildah push of {job.name} left no manifest {digest} in {layout}")
+        desc = await LayoutStore(layout).resolve(job.id)
+        if desc is None or desc.digest != digest:
+            raise BuildError(f"buildah push of {job.name} left no manifest {digest} in {layout}")
+        return desc.model_copy(update={"platform": job.platform})

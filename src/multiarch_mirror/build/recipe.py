@@ -30,12 +30,13 @@ class RecipeError(BuildError):
 
 
 class PatchSpec(Protocol):
-    """A regex substitution in one file of the upstream source (`re.sub`, multiline)."""
+    """A regex substitution in one file of the upstream source (`re.sub`; `(?m)` for `^`/`$`
+    per line)."""
 
     @property
     def file(self) -> str: ...
     @property
-    def regex(self) -> str: ...
+    def regex(self) -> str | re.Pattern[str]: ...
     @property
     def replace(self) -> str: ...
 
@@ -63,7 +64,7 @@ class Patch(NamedTuple):
     """A patch with its replacement rendered for one job."""
 
     file: str
-    regex: str
+    regex: re.Pattern[str]
     replace: str
 
 
@@ -203,7 +204,7 @@ def apply_patches(
     """Apply regex substitutions to files under `root`; one that matches nothing is an error."""
     at = f"{revision.ref} ({revision.commit[:12]})"
     for patch in patches:
-        file, regex = patch.file, patch.regex
+        file, regex = patch.file, re.compile(patch.regex)
         path = _inside(root, file, what="patch file", where=where)
         if not path.is_file():
             raise RecipeError(
@@ -212,12 +213,14 @@ def apply_patches(
             )
         text = path.read_text()
         try:
-            patched, count = re.subn(regex, patch.replace, text, flags=re.MULTILINE)
+            patched, count = regex.subn(patch.replace, text)
         except (re.error, IndexError) as exc:
-            raise RecipeError(f"{where}: patch {regex!r} for {file} is invalid: {exc}") from None
+            raise RecipeError(
+                f"{where}: patch {regex.pattern!r} for {file} is invalid: {exc}"
+            ) from None
         if count == 0:
             raise RecipeError(
-                f"{where}: patch regex {regex!r} matches nothing in {file} at {at}; upstream "
+                f"{where}: patch regex {regex.pattern!r} matches nothing in {file} at {at}; upstream "
                 "changed under us: update or remove this patch in the app file"
             )
         path.write_text(patched)
@@ -244,7 +247,7 @@ def prepare(
     context = spec.context or "."
     dockerfile = spec.dockerfile or f"{context.rstrip('/')}/Dockerfile"
     revision = cache.fetch(spec.git, ref, where=where)
-    patches = [Patch(p.file, p.regex, render(p.replace, job)) for p in spec.patches]
+    patches = [Patch(p.file, re.compile(p.regex), render(p.replace, job)) for p in spec.patches]
     workdir.mkdir(parents=True, exist_ok=True)
     root = workdir / f"{job.id}-{revision.commit[:12]}".replace("/", "_")
     shutil.rmtree(root, ignore_errors=True)
@@ -268,7 +271,7 @@ def prepare(
             "dockerfile": dockerfile,
             "target": spec.target,
             "build_args": build_args,
-            "patches": [list(patch) for patch in patches],
+            "patches": [[p.file, p.regex.pattern, p.replace] for p in patches],
             "platform": str(job.platform),
         }
         yield PreparedRecipe(
