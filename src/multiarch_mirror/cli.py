@@ -48,7 +48,12 @@ from multiarch_mirror.oci.reference import (
 )
 from multiarch_mirror.oci.store import Store, open_store
 from multiarch_mirror.oci.summary import ImageDetails, ImageSummary, summarize
-from multiarch_mirror.plan import ImageState, ImageStatus, make_plan, survey
+from multiarch_mirror.plan import ImageState, ImageStatus, Plan, make_plan, survey
+from multiarch_mirror.report import SyncReport
+from multiarch_mirror.report import render as render_report
+from multiarch_mirror.sync import SyncOptions, build_stage, publish_stage, sync_lock
+from multiarch_mirror.sync import sync as run_sync
+from multiarch_mirror.verify import BINFMT_DIR
 from multiarch_mirror.versions.http import UpstreamHttp
 
 P = ParamSpec("P")
@@ -686,6 +691,171 @@ def verify(
         stderr.print(f"[bold red]failed:[/] {escape(line)}", markup=True, highlight=False)
     if failures:
         raise typer.Exit(1)
+
+
+def _sync_options(
+    opts: GlobalOptions,
+    *,
+    storage_driver: str | None,
+    binfmt_dir: Path,
+    verify: bool = True,
+    force: bool = False,
+    dry_run: bool = False,
+    apps_at_once: int = 2,
+    builds_at_once: int = 2,
+) -> SyncOptions:
+    return SyncOptions(
+        dry_run=dry_run,
+        force=force,
+        apps_at_once=apps_at_once,
+        builds_at_once=builds_at_once,
+        verify=verify,
+        storage_driver=storage_driver,
+        insecure_registries=tuple(opts.insecure_registries),
+        binfmt_dir=binfmt_dir,
+    )
+
+
+_STORAGE_DRIVER = typer.Option(
+    None,
+    "--storage-driver",
+    help="buildah storage driver: overlay or vfs (default: what the storage uses, else overlay "
+    "when it mounts here, else vfs).",
+)
+_BINFMT_DIR = typer.Option(BINFMT_DIR, "--binfmt-dir", hidden=True)
+_NO_VERIFY = typer.Option(
+    False, "--no-verify", help="Tag without verifying the index first (platforms, blobs, smoke)."
+)
+
+
+def _render_report(opts: GlobalOptions, report: SyncReport, report_file: Path | None) -> None:
+    if report_file is not None:
+        report.write(report_file)
+    if opts.json:
+        emit_json(report.model_dump(mode="json"))
+    else:
+        render_report(report, stdout)
+    for failure in report.failures():
+        stderr.print(f"[bold red]failed:[/] {escape(failure)}", highlight=False)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+@handle_errors
+def sync(
+    ctx: typer.Context,
+    apps: list[str] = typer.Argument(None, help="Apps to sync (default: every app)."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the plan; build, push and tag nothing."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Rebuild every candidate version and overwrite its version tag."
+    ),
+    report_file: Path | None = typer.Option(
+        None, "--report", help="Write the JSON report (per app: builds, indexes, tags) here."
+    ),
+    apps_at_once: int = typer.Option(2, "--apps-at-once", min=1, help="Apps in flight at once."),
+    builds_at_once: int = typer.Option(2, "--builds-at-once", min=1, help="Builds at once."),
+    no_verify: bool = _NO_VERIFY,
+    storage_driver: str | None = _STORAGE_DRIVER,
+    binfmt_dir: Path = _BINFMT_DIR,
+) -> None:
+    """Detect, plan, build, publish and report in one go: mirror what the target lacks."""
+    opts = options(ctx)
+    catalog = load_catalog(opts.config)
+    sync_options = _sync_options(
+        opts,
+        storage_driver=storage_driver,
+        binfmt_dir=binfmt_dir,
+        verify=not no_verify,
+        force=force,
+        dry_run=dry_run,
+        apps_at_once=apps_at_once,
+        builds_at_once=builds_at_once,
+    )
+
+    async def run() -> tuple[SyncReport, Plan]:
+        async with RegistryClient(registry_settings(opts)) as client:
+            return await run_sync(catalog, apps or [], client=client, options=sync_options)
+
+    if dry_run:
+        report, the_plan = asyncio.run(run())
+        if not opts.json:
+            for job in the_plan.jobs:
+                stdout.print(
+                    f"would build {job.app}/{job.image} {job.version} {job.platform}"
+                    + (" (latest)" if job.is_latest else ""),
+                    highlight=False,
+                )
+    else:
+        with sync_lock(catalog.state_dir):
+            report, _ = asyncio.run(run())
+    _render_report(opts, report, report_file)
+
+
+@app.command()
+@handle_errors
+def build(
+    ctx: typer.Context,
+    plan_file: Path = typer.Option(..., "--plan", help="Plan JSON written by `plan -o`."),
+    job: str = typer.Option(..., "--job", help="The id of the job to build."),
+    digests: Path = typer.Option(
+        ..., "--digests", help="Directory for the job's digest file (<job id>.json)."
+    ),
+    storage_driver: str | None = _STORAGE_DRIVER,
+    binfmt_dir: Path = _BINFMT_DIR,
+) -> None:
+    """Build one plan job and push it by digest (no tag): one CI matrix cell."""
+    opts = options(ctx)
+    catalog = load_catalog(opts.config)
+    the_plan = Plan.read(plan_file)
+    sync_options = _sync_options(opts, storage_driver=storage_driver, binfmt_dir=binfmt_dir)
+
+    async def run() -> Path:
+        async with RegistryClient(registry_settings(opts)) as client:
+            return await build_stage(
+                catalog, the_plan, job, digests, client=client, options=sync_options
+            )
+
+    written = asyncio.run(run())
+    if opts.json:
+        emit_json(json.loads(written.read_text()))
+    else:
+        stderr.print(f"{job}: digest written to {written}", highlight=False)
+
+
+@app.command()
+@handle_errors
+def publish(
+    ctx: typer.Context,
+    plan_file: Path = typer.Option(..., "--plan", help="Plan JSON written by `plan -o`."),
+    digests: Path = typer.Option(
+        ..., "--digests", help="Directory of the build jobs' digest files."
+    ),
+    image: list[str] = typer.Option(
+        [], "--image", help="Publish only this image (repeatable), e.g. a base before its users."
+    ),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing version tags."),
+    report_file: Path | None = typer.Option(None, "--report", help="Write the JSON report here."),
+    no_verify: bool = _NO_VERIFY,
+    binfmt_dir: Path = _BINFMT_DIR,
+) -> None:
+    """Write each (image, version)'s index from the digest files, then tag it."""
+    opts = options(ctx)
+    catalog = load_catalog(opts.config)
+    the_plan = Plan.read(plan_file)
+    sync_options = _sync_options(
+        opts, storage_driver=None, binfmt_dir=binfmt_dir, verify=not no_verify, force=force
+    )
+
+    async def run() -> SyncReport:
+        async with RegistryClient(registry_settings(opts)) as client:
+            return await publish_stage(
+                catalog, the_plan, digests, client=client, options=sync_options, images=image
+            )
+
+    _render_report(opts, asyncio.run(run()), report_file)
 
 
 def main() -> None:

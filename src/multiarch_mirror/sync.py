@@ -217,28 +217,35 @@ class Pipeline:
             async def check(index: Descriptor) -> None:
                 if not self.options.verify:
                     return
-                smoke = None
-                if image.smoke is not None:
-                    context = self.catalog.template_context(app, first.version, platforms[0])
-                    smoke = SmokeTest(
-                        command=[context.render(part) for part in image.smoke.command],
-                        expect=context.render(image.smoke.expect),
+                failures: list[str] = []
+                # One platform at a time: a smoke test's templates may name the platform.
+                for platform in platforms:
+                    result = await verify_image(
+                        store,
+                        index.digest,
+                        [platform],
+                        smoke=self._smoke(app, image, first.version, platform),
+                        display=f"{store.display}@{index.digest}",
+                        binfmt_dir=self.options.binfmt_dir,
                     )
-                result = await verify_image(
-                    store,
-                    index.digest,
-                    platforms,
-                    smoke=smoke,
-                    display=f"{store.display}@{index.digest}",
-                    binfmt_dir=self.options.binfmt_dir,
-                )
-                if not result.ok:
+                    failures += result.failures()
+                if failures:
                     raise PublishError(
-                        f"not tagging {release.name}: verification failed: "
-                        + "; ".join(result.failures())
+                        f"not tagging {release.name}: verification failed: " + "; ".join(failures)
                     )
 
             return await publish(store, release, built, force=self.options.force, check=check)
+
+    def _smoke(
+        self, app: AppConfig, image: ImageSpec, version: str, platform: Platform
+    ) -> SmokeTest | None:
+        if image.smoke is None:
+            return None
+        context = self.catalog.template_context(app, version, platform)
+        return SmokeTest(
+            command=[context.render(part) for part in image.smoke.command],
+            expect=context.render(image.smoke.expect),
+        )
 
     async def run_group(self, jobs: Sequence[PlanJob], report: AppReport) -> bool:
         """Build every platform of one (image, version), then publish it; False if it failed."""

@@ -25,8 +25,8 @@ DOCKERFILE = f"""{PINNED_FROM}
 ARG ARTIFACT_URL
 ARG APP_ARCH
 ARG APP_VERSION=unset
-RUN ["/bin/busybox", "sh", "-c", "wget -q -O /bin/hello \\"$ARTIFACT_URL\\" && chmod 755 /bin/hello && echo \\"$APP_VERSION $APP_ARCH $(uname -m)\\" > /etc/fixture-release"]
-CMD ["/bin/hello", "uname", "-m"]
+RUN ["/bin/busybox", "sh", "-c", "mkdir -p /opt/hello && wget -q -O /opt/hello/busybox \\"$ARTIFACT_URL\\" && chmod 755 /opt/hello/busybox && echo \\"$APP_VERSION $APP_ARCH $(uname -m)\\" > /etc/fixture-release"]
+CMD ["/opt/hello/busybox", "uname", "-m"]
 """
 
 
@@ -85,7 +85,11 @@ def add_release(repo: Path, version: str, dockerfile: str = DOCKERFILE) -> str:
 
 @dataclass
 class ArtifactServer:
-    """Serves `root` over HTTP on loopback: `<url>/releases/<version>/hello-<arch>`."""
+    """Serves `root` over HTTP on loopback: `<url>/releases/<version>/hello-<arch>`.
+
+    The artifact is busybox for that arch: the image runs it as `/opt/hello/busybox`, since
+    busybox picks its applet by the name it is called with.
+    """
 
     root: Path
     url: str
