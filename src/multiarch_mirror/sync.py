@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from multiarch_mirror.build import Builder, BuildError, BuildJob
+from multiarch_mirror.build import Builder, BuildJob
+from multiarch_mirror.build.assemble import AssembleBuilder, AssembleSettings
 from multiarch_mirror.build.buildah import BuildahBuilder, BuildahSettings
-from multiarch_mirror.config import AppConfig, Catalog, DockerfileRecipe, ImageSpec
+from multiarch_mirror.config import AppConfig, AssembleRecipe, Catalog, ImageSpec
 from multiarch_mirror.errors import MirrorError, UsageError
 from multiarch_mirror.oci.client import RegistryClient
 from multiarch_mirror.oci.media import Descriptor, Platform
@@ -152,23 +153,27 @@ class Pipeline:
             raise UsageError(f"job {job.id}: no app {job.app!r} in the catalog")
         return app, app.image(job.image)
 
-    def builder(self, app: AppConfig, image: ImageSpec) -> Builder:
+    def builder(self, app: AppConfig, image: ImageSpec, job: PlanJob) -> Builder:
+        """The builder for the image's recipe kind."""
+
+        def render(text: str, build_job: BuildJob) -> str:
+            context = self.catalog.template_context(app, build_job.version, build_job.platform)
+            return context.render(text)
+
         recipe = image.recipe
-        if isinstance(recipe, DockerfileRecipe):
-            settings = BuildahSettings(
-                state_dir=self.catalog.state_dir,
-                storage_driver=self.options.storage_driver,
-                insecure_registries=self.options.insecure_registries,
-                binfmt_dir=self.options.binfmt_dir,
+        if isinstance(recipe, AssembleRecipe):
+            release_times = {job.version: job.published} if job.published else {}
+            assemble = AssembleSettings(
+                registry=self.client, state_dir=self.catalog.state_dir, release_times=release_times
             )
-
-            def render(text: str, job: BuildJob) -> str:
-                return self.catalog.template_context(app, job.version, job.platform).render(text)
-
-            return BuildahBuilder(recipe, render, settings)
-        raise BuildError(
-            f"{app.name}/{image.name}: no builder for recipe kind {recipe.kind!r} here"
+            return AssembleBuilder(recipe, render, assemble)
+        buildah = BuildahSettings(
+            state_dir=self.catalog.state_dir,
+            storage_driver=self.options.storage_driver,
+            insecure_registries=self.options.insecure_registries,
+            binfmt_dir=self.options.binfmt_dir,
         )
+        return BuildahBuilder(recipe, render, buildah)
 
     @asynccontextmanager
     async def store(self, image: str) -> AsyncIterator[Store]:
@@ -195,7 +200,7 @@ class Pipeline:
         async with self.build_slots, self.store(job.image) as store:
             started = time.monotonic()
             log.info("building %s", build_job.name)
-            desc = await self.builder(app, image).build(build_job, store)
+            desc = await self.builder(app, image, job).build(build_job, store)
         return desc, round(time.monotonic() - started, 2)
 
     async def publish(self, jobs: Sequence[PlanJob], built: Sequence[Descriptor]) -> Publication:
