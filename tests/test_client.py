@@ -12,6 +12,7 @@ from multiarch_mirror.oci.client import (
     DigestMismatchError,
     NotFoundError,
     RegistryClient,
+    RegistryError,
     RegistrySettings,
 )
 from multiarch_mirror.oci.media import Descriptor, ImageIndex, Manifest, MediaType, Platform
@@ -177,7 +178,7 @@ async def test_missing_manifest_resolves_to_none_and_get_raises_not_found(
     store: RegistryStore,
 ) -> None:
     assert await store.resolve("nope") is None
-    with pytest.raises(NotFoundError, match="nope"):
+    with pytest.raises(NotFoundError, match=r"nope.*404 \(MANIFEST_UNKNOWN: manifest unknown\)"):
         await store.get_manifest("nope")
 
 
@@ -251,6 +252,29 @@ async def test_deleted_manifest_is_gone(store: RegistryStore, client: RegistryCl
 
     assert await store.resolve(desc.digest) is None
     assert await store.list_tags() == []
+
+
+async def test_deleted_blob_is_gone(store: RegistryStore, client: RegistryClient) -> None:
+    data = os.urandom(1000)
+    desc = Descriptor.of(data, MediaType.OCI_LAYER_GZIP)
+    await store.write_blob(desc, chunks_of(data))
+
+    await client.delete_blob(store.registry, store.repository, desc.digest)
+
+    assert not await store.blob_exists(desc.digest)
+
+
+async def test_deleting_a_tag_where_the_registry_cannot_says_what_to_do_instead(
+    store: RegistryStore,
+) -> None:
+    await push_image(store, tag="keep")
+
+    with pytest.raises(
+        RegistryError, match=r"cannot delete tag 'keep'.*delete the manifest by digest"
+    ):
+        await store.delete_tag("keep")
+
+    assert await store.list_tags() == ["keep"]
 
 
 async def test_referrers_fall_back_to_the_digest_tag_schema(store: RegistryStore) -> None:

@@ -732,16 +732,31 @@ class RegistryClient:
 
     async def delete_manifest(self, registry: str, repository: str, reference: str) -> None:
         """DELETE a manifest by digest, or a tag where the registry supports it."""
+        await self._delete(registry, repository, "manifests", reference)
+
+    async def delete_blob(self, registry: str, repository: str, digest: str) -> None:
+        await self._delete(registry, repository, "blobs", digest)
+
+    async def _delete(self, registry: str, repository: str, kind: str, reference: str) -> None:
         host = self._host(registry)
         response = await self._send(
             host,
             "DELETE",
-            f"/v2/{repository}/manifests/{reference}",
+            f"/v2/{repository}/{kind}/{reference}",
             scopes=(f"repository:{repository}:delete",),
             repository=repository,
         )
+        if kind == "manifests" and response.status_code in (400, 405) and ":" not in reference:
+            raise RegistryError(
+                f"{host.host} cannot delete tag {reference!r} of {repository} on its own "
+                f"({response.status_code} {_error_detail(response)}); delete the manifest by "
+                "digest instead, which removes every tag pointing at it",
+                host=host.host,
+                repository=repository,
+                status=response.status_code,
+            )
         if response.status_code not in (200, 202):
-            raise self._fail(response, host, repository, f"DELETE manifest {reference}")
+            raise self._fail(response, host, repository, f"DELETE {kind} {reference}")
 
     async def list_tags(
         self, registry: str, repository: str, *, page_size: int = 1000
@@ -1106,18 +1121,6 @@ class RegistryClient:
             what=f"upload of {desc.digest}",
         )
         self._check_committed(response, host, repository, desc)
-
-    async def delete_blob(self, registry: str, repository: str, digest: str) -> None:
-        host = self._host(registry)
-        response = await self._send(
-            host,
-            "DELETE",
-            f"/v2/{repository}/blobs/{digest}",
-            scopes=(f"repository:{repository}:delete",),
-            repository=repository,
-        )
-        if response.status_code not in (200, 202):
-            raise self._fail(response, host, repository, f"DELETE blob {digest}")
 
 
 class _HashingBody:
