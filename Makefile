@@ -50,6 +50,7 @@ demo: deps
 
 bench: deps
 	$(BIN)/python bench/copy.py
+	$(BIN)/python bench/check.py
 
 # Regenerate the catalog reference from the config models' JSON Schema.
 docs: venv

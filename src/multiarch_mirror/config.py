@@ -226,7 +226,7 @@ Port = Annotated[
 class _Strict(BaseModel):
     """Frozen, and an unknown key is an error that suggests the key that was meant."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     @model_validator(mode="before")
     @classmethod

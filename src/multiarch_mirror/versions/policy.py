@@ -13,7 +13,7 @@ the order is stable.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import total_ordering
@@ -179,7 +179,3 @@ class VersionPolicy:
                 best[version] = Candidate(version, release)
         ordered = sorted(best.values(), key=lambda c: c.version, reverse=True)
         return ordered[: self.max_versions]
-
-
-def newest(versions: Sequence[Version]) -> Version | None:
-    return max(versions, default=None)
