@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -111,6 +112,17 @@ async def test_identity_token_is_refreshed_with_a_post(
         assert len(await push_and_read(client, token_registry, "acme/refresh")) == 1000
 
     assert {r.method for r in token_server.log} == {"POST"}
+
+
+async def test_identity_token_from_docker_config_json_is_refreshed(
+    token_registry: Registry, token_server: TokenServer, tmp_path: Path
+) -> None:
+    config = {"auths": {token_registry.host: {"identitytoken": "refresh-" + PASSWORD}}}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    async with client_for(token_registry, None) as client:
+        assert len(await push_and_read(client, token_registry, "acme/from-config")) == 1000
+
+    assert [(r.method, r.user) for r in token_server.log] == [("POST", "mirror")] * 2
 
 
 async def test_a_401_naming_a_wider_scope_gets_a_fresh_token_once(
