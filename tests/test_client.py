@@ -18,12 +18,8 @@ from multiarch_mirror.oci.client import (
 from multiarch_mirror.oci.media import Descriptor, ImageIndex, Manifest, MediaType, Platform
 from multiarch_mirror.oci.reference import Reference
 from multiarch_mirror.oci.store import RegistryStore, open_store
+from tests.support.images import chunks_of, push_small_image
 from tests.support.registry import Registry
-
-
-async def chunks_of(data: bytes, size: int = 64 * 1024) -> AsyncIterator[bytes]:
-    for start in range(0, len(data), size):
-        yield data[start : start + size]
 
 
 async def read_all(store: RegistryStore, desc: Descriptor) -> bytes:
@@ -44,18 +40,6 @@ async def client() -> AsyncIterator[RegistryClient]:
 @pytest.fixture
 def store(registry: Registry, client: RegistryClient) -> RegistryStore:
     return RegistryStore(client, Reference.parse(f"{registry.host}/{repo_name()}"))
-
-
-async def push_image(store: RegistryStore, *, tag: str | None = None) -> Descriptor:
-    """A small single-platform image: config + one layer, pushed by our client."""
-    layer = os.urandom(3000)
-    layer_desc = Descriptor.of(layer, MediaType.OCI_LAYER_GZIP)
-    config = b'{"architecture":"arm64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
-    config_desc = Descriptor.of(config, MediaType.OCI_CONFIG)
-    await store.write_blob(layer_desc, chunks_of(layer))
-    await store.write_blob(config_desc, chunks_of(config))
-    manifest = Manifest(config=config_desc, layers=[layer_desc]).to_json()
-    return await store.put_manifest(manifest, MediaType.OCI_MANIFEST, tag=tag)
 
 
 async def test_blob_uploaded_in_one_request_reads_back_verified(store: RegistryStore) -> None:
@@ -136,7 +120,7 @@ async def test_reading_a_blob_with_a_wrong_descriptor_fails(store: RegistryStore
 
 
 async def test_manifest_put_by_tag_resolves_and_reads_back_verified(store: RegistryStore) -> None:
-    desc = await push_image(store, tag="1.0")
+    desc = await push_small_image(store, tag="1.0")
 
     resolved = await store.resolve("1.0")
     got, data = await store.get_manifest("1.0")
@@ -150,15 +134,15 @@ async def test_manifest_put_by_tag_resolves_and_reads_back_verified(store: Regis
 
 
 async def test_manifest_put_by_digest_writes_no_tag(store: RegistryStore) -> None:
-    desc = await push_image(store)
+    desc = await push_small_image(store)
 
     assert (await store.get_manifest(desc.digest))[0].digest == desc.digest
     assert await store.list_tags() == []
 
 
 async def test_index_of_two_platforms_reads_back(store: RegistryStore) -> None:
-    amd64 = await push_image(store)
-    arm64 = await push_image(store)
+    amd64 = await push_small_image(store)
+    arm64 = await push_small_image(store)
     index = ImageIndex(
         manifests=[
             amd64.model_copy(update={"platform": Platform.parse("linux/amd64")}),
@@ -185,7 +169,7 @@ async def test_missing_manifest_resolves_to_none_and_get_raises_not_found(
 async def test_every_tag_is_listed(registry: Registry, client: RegistryClient) -> None:
     reference = Reference.parse(f"{registry.host}/{repo_name()}")
     store = RegistryStore(client, reference)
-    desc = await push_image(store)
+    desc = await push_small_image(store)
     _, data = await store.get_manifest(desc.digest)
     expected = [f"v{i:02d}" for i in range(7)]
     for tag in expected:
@@ -246,7 +230,7 @@ async def test_mount_from_another_registry_is_not_attempted(
 
 
 async def test_deleted_manifest_is_gone(store: RegistryStore, client: RegistryClient) -> None:
-    desc = await push_image(store, tag="doomed")
+    desc = await push_small_image(store, tag="doomed")
 
     await client.delete_manifest(store.registry, store.repository, desc.digest)
 
@@ -267,7 +251,7 @@ async def test_deleted_blob_is_gone(store: RegistryStore, client: RegistryClient
 async def test_deleting_a_tag_where_the_registry_cannot_says_what_to_do_instead(
     store: RegistryStore,
 ) -> None:
-    await push_image(store, tag="keep")
+    await push_small_image(store, tag="keep")
 
     with pytest.raises(
         RegistryError, match=r"cannot delete tag 'keep'.*delete the manifest by digest"
@@ -278,7 +262,7 @@ async def test_deleting_a_tag_where_the_registry_cannot_says_what_to_do_instead(
 
 
 async def test_referrers_fall_back_to_the_digest_tag_schema(store: RegistryStore) -> None:
-    subject = await push_image(store, tag="1.0")
+    subject = await push_small_image(store, tag="1.0")
     empty = Descriptor.of(b"{}", MediaType.OCI_EMPTY)
     await store.write_blob(empty, chunks_of(b"{}"))
     artifact = Manifest(
@@ -305,7 +289,7 @@ async def test_referrers_fall_back_to_the_digest_tag_schema(store: RegistryStore
 
 
 async def test_referrers_of_an_image_without_any_are_empty(store: RegistryStore) -> None:
-    subject = await push_image(store)
+    subject = await push_small_image(store)
 
     assert await store.referrers(subject.digest) == []
 

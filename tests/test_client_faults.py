@@ -23,6 +23,7 @@ from multiarch_mirror.oci.media import Descriptor, ManifestError, MediaType
 from multiarch_mirror.oci.reference import Reference
 from multiarch_mirror.oci.store import RegistryStore
 from tests.support.faultproxy import Fault, FaultPlan, FaultProxy, Response
+from tests.support.images import chunks_of, push_small_image
 from tests.support.registry import Registry
 
 FAST = RetryPolicy(max_attempts=5, max_seconds=15.0, base_delay=0.05, max_delay=0.3)
@@ -52,11 +53,6 @@ def store(proxy: FaultProxy, client: RegistryClient) -> RegistryStore:
     return RegistryStore(client, Reference.parse(f"{proxy.host}/{repo()}"))
 
 
-async def chunks_of(data: bytes, size: int = 64 * 1024) -> AsyncIterator[bytes]:
-    for start in range(0, len(data), size):
-        yield data[start : start + size]
-
-
 def blob(size: int = 600_000) -> tuple[Descriptor, bytes]:
     data = os.urandom(size)
     return Descriptor.of(data, MediaType.OCI_LAYER_GZIP), data
@@ -68,21 +64,6 @@ async def read_digest(store: RegistryStore, desc: Descriptor) -> str:
         async for chunk in chunks:
             hasher.update(chunk)
     return "sha256:" + hasher.hexdigest()
-
-
-async def push_manifest(store: RegistryStore, *, tag: str | None = None) -> Descriptor:
-    config = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
-    config_desc = Descriptor.of(config, MediaType.OCI_CONFIG)
-    await store.write_blob(config_desc, lambda: chunks_of(config))
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": MediaType.OCI_MANIFEST,
-            "config": config_desc.to_dict(),
-            "layers": [],
-        }
-    ).encode()
-    return await store.put_manifest(manifest, MediaType.OCI_MANIFEST, tag=tag)
 
 
 async def test_upload_restarts_a_fresh_session_after_connection_resets(
@@ -175,7 +156,7 @@ async def test_slow_responses_still_complete_correctly(
     proxy.add(FaultPlan(Fault.slow(0.2), every=2))
 
     await store.write_blob(desc, lambda: chunks_of(data))
-    pushed = await push_manifest(store, tag="1.0")
+    pushed = await push_small_image(store, tag="1.0")
 
     assert await read_digest(store, desc) == desc.digest
     assert (await store.resolve("1.0")) == pushed
@@ -187,7 +168,7 @@ async def test_tagged_manifest_put_is_retried_to_the_same_tag(
 ) -> None:
     proxy.add(FaultPlan(Fault.error(502), match=r"PUT .*/manifests/", limit=2))
 
-    pushed = await push_manifest(store, tag="2.0")
+    pushed = await push_small_image(store, tag="2.0")
 
     assert await store.list_tags() == ["2.0"]
     assert (await store.resolve("2.0")) == pushed
@@ -199,7 +180,7 @@ async def test_endless_faults_on_the_tag_fail_within_the_bound_and_write_no_tag(
     proxy.add(FaultPlan(Fault.error(500), match=r"PUT .*/manifests/1\.0"))
 
     with pytest.raises(RegistryUnavailableError) as caught:
-        await push_manifest(store, tag="1.0")
+        await push_small_image(store, tag="1.0")
 
     message = str(caught.value)
     assert f"on {proxy.host} failed after {FAST.max_attempts} attempt(s)" in message
@@ -244,7 +225,7 @@ async def test_a_blob_served_with_wrong_bytes_is_refused_and_not_copied(
 async def test_a_manifest_served_with_wrong_bytes_is_refused(
     store: RegistryStore, proxy: FaultProxy
 ) -> None:
-    pushed = await push_manifest(store)
+    pushed = await push_small_image(store)
     proxy.add(FaultPlan(Fault.corrupt(), match=r"GET .*/manifests/"))
 
     with pytest.raises(DigestMismatchError, match="served wrong bytes"):
@@ -261,7 +242,7 @@ def replace_manifest(body: bytes, media_type: str) -> Callable[[Response], None]
 
 
 async def test_a_schema1_manifest_is_refused(store: RegistryStore, proxy: FaultProxy) -> None:
-    await push_manifest(store, tag="old")
+    await push_small_image(store, tag="old")
     schema1 = json.dumps({"schemaVersion": 1, "name": "x", "tag": "old", "fsLayers": []}).encode()
     proxy.rewrite(
         r"GET .*/manifests/old",
@@ -275,7 +256,7 @@ async def test_a_schema1_manifest_is_refused(store: RegistryStore, proxy: FaultP
 async def test_an_unknown_manifest_media_type_is_refused(
     store: RegistryStore, proxy: FaultProxy
 ) -> None:
-    await push_manifest(store, tag="odd")
+    await push_small_image(store, tag="odd")
     odd = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.example+json"}).encode()
     proxy.rewrite(r"GET .*/manifests/odd", replace_manifest(odd, "application/vnd.example+json"))
 
@@ -305,7 +286,7 @@ def paginate(*, link: bool) -> Callable[[Response], None]:
 async def test_tags_are_listed_across_pages(
     store: RegistryStore, proxy: FaultProxy, client: RegistryClient, link: bool
 ) -> None:
-    pushed = await push_manifest(store)
+    pushed = await push_small_image(store)
     _, data = await store.get_manifest(pushed.digest)
     expected = [f"v{i:02d}" for i in range(7)]
     for tag in expected:
