@@ -376,3 +376,31 @@ def test_bad_target_exits_2_saying_what_a_target_looks_like(tmp_path: Path) -> N
     message = " ".join(result.stderr.split())
     assert "mirror.yaml: target: 'ghcr.io/acme/mirror:latest' is not a target" in message
     assert "oci:./mirror-out" in message
+
+
+def test_check_table_says_which_versions_a_gate_holds_back(
+    tmp_path: Path, upstream: Upstream, target: str
+) -> None:
+    upstream.json("/repos/acme/hello/releases", RELEASES[:2])
+    upstream.file("/files/hello-amd64-1.1.0")
+    upstream.file("/files/hello-arm64-1.1.0")
+    upstream.file("/files/hello-amd64-1.2.0")
+    config = catalog(tmp_path, target, upstream)
+    app_file = tmp_path / "apps" / "hello" / "app.yaml"
+    app_file.write_text(
+        app_file.read_text().replace(
+            "  base_url:",
+            f"  gates: [{{url_exists: '{upstream.url}/files/hello-{{arch}}-{{version}}'}}]\n"
+            "  base_url:",
+        )
+    )
+    result = run_cli("--config", str(config), "check")
+    assert result.returncode == 0, result.stderr
+    assert f"hello 1.2.0 held back: {upstream.url}/files/hello-arm64-1.2.0 is not there yet" in (
+        " ".join(result.stdout.split())
+    )
+    _, (status,), _ = check_json(config)
+    assert (status["upstream"], status["missing"]) == (["1.1.0"], ["1.1.0"])
+    assert status["held_back"] == [
+        {"version": "1.2.0", "reason": f"{upstream.url}/files/hello-arm64-1.2.0 is not there yet"}
+    ]

@@ -145,7 +145,9 @@ async def test_changed_document_is_fetched_again_despite_the_cache(
 async def test_github_token_is_sent_as_bearer(upstream: Upstream, tmp_path: Path) -> None:
     upstream.json(RELEASES, [github_release("v1.0.0")])
     await detect(github_app(upstream), tmp_path, env={"GH_TOKEN": "ghp_secret"})
-    assert upstream.requests_to(RELEASES)[0].headers["authorization"] == "Bearer ghp_secret"
+    (request,) = upstream.requests_to(RELEASES)
+    assert request.headers["authorization"] == "Bearer ghp_secret"
+    assert request.headers["accept"] == "application/vnd.github+json"
 
 
 def test_token_never_appears_in_the_client_repr(tmp_path: Path) -> None:

@@ -500,6 +500,9 @@ def check(
                 f"[{_STATUS_STYLE[status.status]}]{status.status}[/]",
             )
         stdout.print(table)
+        held = {(s.app, h.version, h.reason) for s in statuses for h in s.held_back}
+        for app_name, version, reason in sorted(held):
+            stdout.print(f"{app_name} {version} held back: {reason}", highlight=False)
     _report_errors(statuses)
 
 

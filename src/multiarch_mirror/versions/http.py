@@ -166,11 +166,13 @@ class UpstreamHttp:
             )
         return page
 
-    async def pages(self, url: str, *, api: Api = Api.PLAIN) -> AsyncIterator[Any]:
+    async def pages(
+        self, url: str, *, api: Api = Api.PLAIN, accept: str | None = None
+    ) -> AsyncIterator[Any]:
         """The JSON of each page, following `Link: rel="next"` on the same host only."""
         next_url: str | None = url
         while next_url:
-            page = await self.get(next_url, api=api)
+            page = await self.get(next_url, api=api, accept=accept)
             yield page.json()
             next_url = page.next_url
             if next_url and _host(next_url) != _host(url):
@@ -231,6 +233,7 @@ class UpstreamHttp:
                         ) from None
                     await asyncio.sleep(0.5 * attempt)
                     continue
+            log.debug("%s %s: %s", method, url, response.status_code)
             self._note_rate_limit(host, response)
             if self._is_rate_limited(response) and attempt < MAX_ATTEMPTS:
                 continue  # the host is now blocked until the reset; _wait_for_host waits or fails
