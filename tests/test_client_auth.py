@@ -159,3 +159,21 @@ async def test_an_untrusted_certificate_is_reported_with_the_fix(tls_registry: R
         store = RegistryStore(client, Reference.parse(f"{tls_registry.host}/auth/x"))
         with pytest.raises(RegistryError, match=r"not trusted.*--ca-file"):
             await store.list_tags()
+
+
+async def test_a_host_named_insecure_is_spoken_to_without_verifying_its_certificate(
+    tls_registry: Registry,
+) -> None:
+    creds = Credentials(username="mirror", password=PASSWORD)
+    settings = RegistrySettings(
+        ca_file=None,
+        insecure_registries=frozenset({tls_registry.host}),
+        credentials={tls_registry.host: creds},
+    )
+    async with RegistryClient(settings) as client:
+        store = RegistryStore(client, Reference.parse(f"{tls_registry.host}/auth/insecure"))
+        data = os.urandom(10)
+        desc = Descriptor.of(data, MediaType.OCI_LAYER_GZIP)
+        await store.write_blob(desc, one_chunk(data))
+
+        assert await store.blob_exists(desc.digest)

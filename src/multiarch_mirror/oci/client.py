@@ -287,9 +287,12 @@ class _Host:
         self.host = host
         self.settings = client.settings
         # Loopback and --insecure-registry hosts may speak plain HTTP: probed on first use.
-        self.plain_allowed = is_loopback_host(host) or host in self.settings.insecure_registries
+        # As with Docker, a host named insecure is also spoken to over unverified HTTPS.
+        loopback = is_loopback_host(host)
+        insecure = host in self.settings.insecure_registries
+        self.plain_allowed = loopback or insecure
         self.base = f"https://{host}"
-        self.http = client.http_client()
+        self.http = client.http_client(verify=not insecure, use_proxy_env=not loopback)
         self.backoff = _Backoff(self.settings.retry)
         self.challenge: Challenge | None = None
         self.pinged = False
@@ -344,18 +347,18 @@ class RegistryClient:
         for host in hosts.values():
             await host.http.aclose()
 
-    def http_client(self) -> httpx.AsyncClient:
+    def http_client(self, *, verify: bool = True, use_proxy_env: bool = True) -> httpx.AsyncClient:
+        """A pool for one host; `HTTPS_PROXY`/`NO_PROXY` apply except on loopback."""
         if self._ssl is None:
             ca = self.settings.ca_file
             self._ssl = ssl.create_default_context(cafile=str(ca) if ca else None)
         limit = self.settings.max_connections_per_host
         return httpx.AsyncClient(
-            verify=self._ssl,
+            verify=self._ssl if verify else False,
             timeout=httpx.Timeout(self.settings.timeout, connect=min(10.0, self.settings.timeout)),
             limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
             headers={"User-Agent": "multiarch-mirror"},
-            # Proxy variables are for the internet; a registry is addressed directly.
-            trust_env=False,
+            trust_env=use_proxy_env,
         )
 
     def _host(self, registry: str) -> _Host:
