@@ -75,7 +75,8 @@ CREATED_BY = "multiarch-mirror assemble"
 #: Standard OCI annotations naming the base image of a manifest.
 ANNOTATION_BASE_NAME = "org.opencontainers.image.base.name"
 ANNOTATION_BASE_DIGEST = "org.opencontainers.image.base.digest"
-#: Labels a base image sets about itself that would be wrong on ours.
+#: Labels a base image sets about itself that would be wrong on ours. The source label is
+#: left to the recipe: an artifact URL is per platform, so it would mislead on an index.
 _BASE_IDENTITY_LABELS = (LABEL_SOURCE, LABEL_VERSION, LABEL_REVISION, LABEL_CREATED)
 #: Docker schema 2 layer types and their OCI names (same bytes, same digest).
 _OCI_LAYER_TYPES = {
@@ -328,8 +329,6 @@ class AssembleBuilder:
             LABEL_CREATED: created,
             LABEL_FINGERPRINT: self._fingerprint(base, fetched, env, labels, epoch),
         }
-        if fetched:
-            identity[LABEL_SOURCE] = fetched[0][1].url
         if base.config is not None:
             start = base.config
         else:
