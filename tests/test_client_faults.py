@@ -96,6 +96,41 @@ async def test_chunked_upload_survives_resets_and_500s(
     assert proxy.injected == 2
 
 
+async def test_a_registry_refusing_one_request_uploads_gets_chunks(
+    store: RegistryStore, proxy: FaultProxy
+) -> None:
+    desc, data = blob(300_000)
+    proxy.add(FaultPlan(Fault.error(413), match=UPLOAD_PUT, limit=1))
+
+    await store.write_blob(desc, lambda: chunks_of(data))
+
+    assert await read_digest(store, desc) == desc.digest
+    assert len(proxy.requests(r"^PATCH ")) == 1  # 300 kB fits in one 4 MiB chunk
+
+
+def demand_chunks_of(size: int) -> Callable[[Response], None]:
+    def hook(response: Response) -> None:
+        response.set_header("OCI-Chunk-Min-Length", str(size))
+
+    return hook
+
+
+async def test_chunks_are_at_least_the_registrys_minimum_length(
+    proxy: FaultProxy, registry: Registry
+) -> None:
+    desc, data = blob(300_000)
+    proxy.rewrite(r"^POST /v2/.*/blobs/uploads/", demand_chunks_of(100_000))
+    settings = RegistrySettings(
+        credentials={}, retry=FAST, chunked_uploads=True, chunk_size=64 * 1024
+    )
+    async with RegistryClient(settings) as client:
+        store = RegistryStore(client, Reference.parse(f"{proxy.host}/{repo()}"))
+        await store.write_blob(desc, lambda: chunks_of(data, 10_000))
+
+        assert await read_digest(store, desc) == desc.digest
+    assert len(proxy.requests(r"^PATCH ")) == 3  # 100 kB each, not 5 of 64 KiB
+
+
 async def test_requests_are_retried_after_500s_and_429s(
     store: RegistryStore, proxy: FaultProxy
 ) -> None:
