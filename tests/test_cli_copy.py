@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -9,13 +10,16 @@ import pty
 import select
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from multiarch_mirror.cli import app
 from tests.support.fixture_images import FixtureImage, skopeo
-from tests.support.registry import Registry
+from tests.support.registry import Registry, start_registry
+from tests.support.tls import make_certificates
 
 runner = CliRunner()
 
@@ -147,3 +151,51 @@ def test_copy_on_a_terminal_draws_progress_bars_on_stderr(
     assert process.returncode == 0
     assert "total" in drawn.decode() and "━" in drawn.decode()
     assert fixture_image.digest in stdout
+
+
+@pytest.fixture(scope="module")
+def tls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """HTTPS with a CA made here, and htpasswd basic auth."""
+    root = tmp_path_factory.mktemp("cli-tls-registry")
+    certs = make_certificates(root / "certs")
+    registry = start_registry(
+        root, tls_cert=certs.cert, tls_key=certs.key, tls_ca=certs.ca, htpasswd=("mirror", "s3cret")
+    )
+    yield registry
+    registry.stop()
+
+
+@pytest.fixture
+def docker_login(tmp_path: Path, tls_registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A config.json holding the registry's credentials, as `docker login` writes it."""
+    auth = base64.b64encode(b"mirror:s3cret").decode()
+    (tmp_path / "config.json").write_text(
+        json.dumps({"auths": {tls_registry.host: {"auth": auth}}})
+    )
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+
+
+def test_copy_to_an_https_registry_trusts_the_ca_file_and_logs_in(
+    tls_registry: Registry, docker_login: None, fixture_image: FixtureImage
+) -> None:
+    dest = f"{tls_registry.host}/private/busybox:1.0"
+    ca = ["--ca-file", str(tls_registry.tls_ca)]
+
+    copied = runner.invoke(app, [*ca, "copy", fixture_image.location, dest])
+    inspected = runner.invoke(app, [*ca, "--json", "inspect", dest])
+
+    assert copied.exit_code == 0, copied.stderr
+    assert json.loads(inspected.stdout)["digest"] == fixture_image.digest
+
+
+def test_copy_to_an_https_registry_with_an_untrusted_certificate_fails_naming_it(
+    tls_registry: Registry, docker_login: None, fixture_image: FixtureImage
+) -> None:
+    result = runner.invoke(
+        app, ["copy", fixture_image.location, f"{tls_registry.host}/private/busybox:2.0"]
+    )
+
+    assert result.exit_code == 1
+    assert tls_registry.host in result.stderr
+    assert "certificate" in result.stderr.lower()
