@@ -472,7 +472,7 @@ class RegistryClient:
         if creds is None:
             why = "no credentials found"
         elif rejected or status == 401:
-            why = f"the credentials from {creds.source} were rejected"
+            why = f"the credentials from {creds.source} were rejected or lack access to it"
         else:
             why = f"the credentials from {creds.source} do not grant access"
         return AuthenticationError(
@@ -587,17 +587,21 @@ class RegistryClient:
                 challenge = Challenge.parse(response.headers.get("WWW-Authenticate", ""))
                 await response.aclose()
                 wider = challenge.params.get("scope") if challenge else None
-                if (
-                    replayable
-                    and not reauthed
-                    and challenge is not None
-                    and challenge.scheme == "bearer"
-                ):
-                    # The registry wants a scope we didn't ask for (e.g. a mount's source).
+                if not reauthed and challenge is not None and challenge.scheme == "bearer":
+                    # The registry wants a scope we didn't ask for (e.g. a mount's source),
+                    # or our token expired: fetch a fresh one, once.
                     reauthed = True
                     host.challenge = challenge
+                    host.tokens.pop(_merge_scopes(scopes), None)
                     scopes = _merge_scopes(scopes, (wider,) if wider else ())
                     host.tokens.pop(scopes, None)
+                    if not replayable:
+                        raise TransferInterruptedError(
+                            f"{what} on {host.host} needs a fresh token",
+                            host=host.host,
+                            repository=repository,
+                            status=status,
+                        )
                     continue
                 await host.lookup_credentials()
                 raise self._auth_error(host, repository, 401, rejected=host.credentials is not None)
