@@ -184,6 +184,28 @@ async def test_download_resumes_after_a_reset_midway_and_verifies_every_byte(
     assert len(proxy.requests(BLOB_GET)) == 3
 
 
+def redirect_to(host: str) -> Callable[[Response], None]:
+    """Answer a blob GET with a redirect to the registry itself, as registries do to storage."""
+
+    def hook(response: Response) -> None:
+        response.status, response.reason, response.body = 307, "Temporary Redirect", b""
+        response.set_header("Location", f"http://{host}{response.path}")
+        response.set_header("Content-Type", None)
+
+    return hook
+
+
+async def test_blob_downloads_follow_redirects_and_verify(
+    store: RegistryStore, proxy: FaultProxy, registry: Registry
+) -> None:
+    desc, data = blob(100_000)
+    await store.write_blob(desc, lambda: chunks_of(data))
+    proxy.rewrite(BLOB_GET, redirect_to(registry.host))
+
+    assert await read_digest(store, desc) == desc.digest
+    assert len(proxy.requests(BLOB_GET)) == 1
+
+
 async def test_slow_responses_still_complete_correctly(
     store: RegistryStore, proxy: FaultProxy
 ) -> None:
