@@ -404,3 +404,16 @@ def test_check_table_says_which_versions_a_gate_holds_back(
     assert status["held_back"] == [
         {"version": "1.2.0", "reason": f"{upstream.url}/files/hello-arm64-1.2.0 is not there yet"}
     ]
+
+
+def test_plan_without_output_file_prints_the_plan_json(
+    tmp_path: Path, upstream: Upstream, target: str
+) -> None:
+    upstream.json("/repos/acme/hello/releases", RELEASES[:1])
+    config = catalog(tmp_path, target, upstream)
+    result = run_cli("--config", str(config), "plan")
+    assert result.returncode == 0, result.stderr
+    assert [job["id"] for job in json.loads(result.stdout)["jobs"]] == [
+        "hello-hello-1.2.0-linux-amd64",
+        "hello-hello-1.2.0-linux-arm64",
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -62,7 +63,7 @@ async def detect(
     env: dict[str, str] | None = None,
     max_wait: float = 60.0,
 ) -> Detection:
-    async with UpstreamHttp(state_dir / "http-cache", env=env or {}, max_wait=max_wait) as http:
+    async with UpstreamHttp.for_state_dir(state_dir, env=env or {}, max_wait=max_wait) as http:
         detector = Detector(http, no_registry, state_dir)
         detection = await detector.detect(app, app.upstream.policy(max_versions), PLATFORMS)
         detector.save()
@@ -361,3 +362,63 @@ async def test_gates_are_checked_only_for_candidate_versions(
         "/api/v4/projects/fork%2Fthing/repository/tags/v1.4.0-limitless",
         "/api/v4/projects/fork%2Fthing/repository/tags/v1.3.0-limitless",
     }
+
+
+async def test_gitlab_tags_follow_link_pages(upstream: Upstream, tmp_path: Path) -> None:
+    path = "/api/v4/projects/group%2Fproj/repository/tags"
+    upstream.json(
+        path,
+        [gitlab_tag("v2.0.0-rc1", "0" * 40), gitlab_tag("v1.9.0-beta", "0" * 40)]
+        + [gitlab_tag(f"v1.{i}.0", f"{i:040x}") for i in reversed(range(4))],
+        page_size=2,
+    )
+    app = make_app({"source": "gitlab-tags", "project": "group/proj", "base_url": upstream.url})
+    assert versions(await detect(app, tmp_path, max_versions=3)) == ["1.3.0", "1.2.0", "1.1.0"]
+    assert [r.query.get("page", ["1"])[0] for r in upstream.requests_to(path)] == ["1", "2", "3"]
+
+
+async def test_tokens_go_only_to_their_api_never_to_gate_urls(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    upstream.json(RELEASES, [github_release("v1.0.0")])
+    publish_version(upstream, "1.0.0", ("amd64", "arm64"))
+    await detect(
+        gated_app(upstream), tmp_path, env={"GITHUB_TOKEN": "ghp_x", "GITLAB_TOKEN": "gl_y"}
+    )
+    sent = {r.path: r.headers.get("authorization") for r in upstream.requests}
+    assert sent[RELEASES] == "Bearer ghp_x"
+    assert sent["/files/thing-arm64-v1.0.0"] is None
+    assert sent["/api/v4/projects/fork%2Fthing/repository/tags/v1.0.0-limitless"] == "Bearer gl_y"
+
+
+async def test_next_page_on_another_host_is_refused(upstream: Upstream, tmp_path: Path) -> None:
+    elsewhere = upstream.url.replace("127.0.0.1", "localhost")
+    upstream.json(
+        RELEASES,
+        [github_release("v1.0.0-rc.1")],
+        headers={"Link": f'<{elsewhere}{RELEASES}?page=2>; rel="next"'},
+    )
+    with pytest.raises(UpstreamError, match=r"the next page is on another host \(localhost:"):
+        await detect(github_app(upstream), tmp_path, env={"GITHUB_TOKEN": "ghp_x"})
+    assert len(upstream.requests) == 1
+
+
+async def test_apps_are_detected_concurrently_within_the_bound(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    upstream.delay = 0.2
+    apps = []
+    for i in range(5):
+        upstream.json(f"/repos/acme/app{i}/releases", [github_release("v1.0.0")])
+        apps.append(
+            make_app(
+                {"source": "github-releases", "repo": f"acme/app{i}", "base_url": upstream.url}
+            )
+        )
+    async with UpstreamHttp.for_state_dir(tmp_path, env={}) as http:
+        detector = Detector(http, no_registry, tmp_path, concurrency=2)
+        results = await asyncio.gather(
+            *(detector.detect(app, app.upstream.policy(10), PLATFORMS) for app in apps)
+        )
+    assert [versions(r) for r in results] == [["1.0.0"]] * 5
+    assert upstream.max_in_flight == 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ class Recorded:
 class _Route:
     pages: list[bytes]
     content_type: str
-    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -54,13 +55,24 @@ class Upstream:
     faults: list[_Fault] = field(default_factory=list)
     requests: list[Recorded] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    delay: float = 0.0
+    """Seconds each response waits, so tests can see how many requests overlap."""
+    in_flight: int = 0
+    max_in_flight: int = 0
 
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
         return f"http://{host!s}:{port}"
 
-    def json(self, path: str, document: Any, *, page_size: int | None = None) -> None:
+    def json(
+        self,
+        path: str,
+        document: Any,
+        *,
+        page_size: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         """Serve a JSON document; a list with `page_size` is split into linked pages."""
         if page_size and isinstance(document, list):
             chunks = [document[i : i + page_size] for i in range(0, len(document), page_size)]
@@ -68,7 +80,7 @@ class Upstream:
         else:
             pages = [json.dumps(document).encode()]
         with self.lock:
-            self.routes[path] = _Route(pages, "application/json")
+            self.routes[path] = _Route(pages, "application/json", dict(headers or {}))
 
     def file(self, path: str, data: bytes = b"binary", *, content_type: str = "text/plain") -> None:
         with self.lock:
@@ -104,6 +116,12 @@ def _handler(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
             parts = urlsplit(self.path)
             query = parse_qs(parts.query)
             headers = {k.lower(): v for k, v in self.headers.items()}
+            with upstream.lock:
+                upstream.in_flight += 1
+                upstream.max_in_flight = max(upstream.max_in_flight, upstream.in_flight)
+            time.sleep(upstream.delay)
+            with upstream.lock:
+                upstream.in_flight -= 1
             status, out_headers, data = self._route(parts.path, query, headers)
             with upstream.lock:
                 upstream.requests.append(Recorded(self.command, parts.path, query, headers, status))
@@ -131,7 +149,7 @@ def _handler(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
                 return 200, {"Content-Type": route.content_type}, b"[]"
             data = route.pages[page - 1]
             etag = f'W/"{hashlib.sha256(data).hexdigest()[:32]}"'
-            out = {"Content-Type": route.content_type, "ETag": etag}
+            out = {"Content-Type": route.content_type, "ETag": etag, **route.headers}
             if len(route.pages) > 1:
                 links = []
                 flat = {k: v[0] for k, v in query.items()}
@@ -144,7 +162,7 @@ def _handler(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
                 out["Link"] = ", ".join(links)
             if headers.get("if-none-match") == etag:
                 return 304, {"ETag": etag}, b""
-            return route.status, out, data
+            return 200, out, data
 
         def do_GET(self) -> None:
             self._answer(body=True)
