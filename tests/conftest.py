@@ -44,9 +44,9 @@ def busybox_base(
     return push_base_image(registry.host, busybox, tmp_path_factory.mktemp("base-image"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ArtifactServer]:
-    """Per-arch release artifacts served over loopback HTTP."""
+    """Per-arch release artifacts served over loopback HTTP (one server per test module)."""
     server = serve_artifacts(tmp_path_factory.mktemp("artifacts"))
     yield server
     server.stop()

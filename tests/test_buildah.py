@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -24,8 +23,10 @@ from tests.support.dockerfile_app import (
     git,
     job,
     make_upstream_repo,
+    read_from_layer,
     recipe,
     render,
+    top_layer,
 )
 
 
@@ -73,21 +74,6 @@ def config_of(layout: Path, ref: str) -> dict[str, object]:
     return config
 
 
-def file_in_top_layer(layout: Path, ref: str, name: str) -> bytes:
-    manifest = json.loads(
-        subprocess.run(
-            ["skopeo", "inspect", "--raw", f"oci:{layout}:{ref}"],
-            capture_output=True,
-            check=True,
-        ).stdout
-    )
-    blob = layout / "blobs" / "sha256" / manifest["layers"][-1]["digest"].split(":")[1]
-    with tarfile.open(blob) as tar:
-        member = tar.extractfile(name)
-        assert member is not None
-        return member.read()
-
-
 async def test_an_arm64_build_runs_its_steps_as_aarch64_and_labels_the_image(
     spec: DockerfileRecipe, settings: BuildahSettings, upstream: Path, tmp_path: Path
 ) -> None:
@@ -103,18 +89,22 @@ async def test_an_arm64_build_runs_its_steps_as_aarch64_and_labels_the_image(
     assert labels[LABEL_SOURCE] == str(upstream)
     assert labels[LABEL_CREATED].endswith("Z")
     assert labels[LABEL_FINGERPRINT].startswith("sha256:")
-    assert file_in_top_layer(tmp_path, build.id, "etc/fixture-release") == b"1.0.0 arm64 aarch64\n"
+    assert (
+        read_from_layer(top_layer(tmp_path, build.id), "etc/fixture-release")
+        == b"1.0.0 arm64 aarch64\n"
+    )
 
 
 async def test_building_the_same_job_again_gives_the_same_digest(
     spec: DockerfileRecipe, settings: BuildahSettings, tmp_path: Path
 ) -> None:
     builder = BuildahBuilder(spec, render, settings)
-    amd64 = await builder.build_layout(job("1.0.0", "linux/amd64"), tmp_path / "first")
-    again = await builder.build_layout(job("1.0.0", "linux/amd64"), tmp_path / "second")
+    amd64_job = job("1.0.0", "linux/amd64")
+    amd64 = await builder.build_layout(amd64_job, tmp_path / "first")
+    again = await builder.build_layout(amd64_job, tmp_path / "second")
     assert again == amd64
     assert (
-        file_in_top_layer(tmp_path / "first", job("1.0.0", "linux/amd64").id, "etc/fixture-release")
+        read_from_layer(top_layer(tmp_path / "first", amd64_job.id), "etc/fixture-release")
         == b"1.0.0 amd64 x86_64\n"
     )
 

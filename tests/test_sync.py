@@ -14,7 +14,6 @@ import hashlib
 import json
 import subprocess
 import tarfile
-import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,15 @@ import pytest
 
 from tests.support.cli import run_cli
 from tests.support.dockerd import DockerEngine
-from tests.support.dockerfile_app import ArtifactServer, add_release, git, make_upstream_repo
+from tests.support.dockerfile_app import (
+    ArtifactServer,
+    add_release,
+    git,
+    make_upstream_repo,
+    pull_platform,
+    top_layer,
+    write_catalog,
+)
 from tests.support.faultproxy import FaultProxy
 from tests.support.registry import Registry
 from tests.support.upstream import Upstream, github_release, running_upstream
@@ -105,42 +112,6 @@ def tags(repository: str) -> set[str]:
     return set(json.loads(result.stdout)["Tags"])
 
 
-def write_catalog(
-    root: Path, target: str, *, repo: Path, upstream: str, artifacts: str, base: str, state: Path
-) -> None:
-    (root / "apps" / "hello").mkdir(parents=True, exist_ok=True)
-    (root / "mirror.yaml").write_text(f"target: {target}\nstate_dir: {state}\n")
-    (root / "apps" / "hello" / "app.yaml").write_text(
-        textwrap.dedent(
-            f"""\
-            name: hello
-            upstream:
-              source: github-releases
-              repo: acme/hello
-              base_url: {upstream}
-            images:
-              - name: hello
-                recipe:
-                  kind: dockerfile
-                  git: {repo}
-                  ref: 'v{{version}}'
-                  context: docker
-                  build_args:
-                    ARTIFACT_URL: '{artifacts}/releases/{{version}}/hello-{{arch}}'
-                    APP_ARCH: '{{arch}}'
-                    APP_VERSION: '{{version}}'
-                  patches:
-                    - file: docker/Dockerfile
-                      regex: '(?m)^FROM \\S+@sha256:\\w+$'
-                      replace: 'FROM {base}'
-                smoke:
-                  command: [/opt/hello/busybox, cat, /etc/fixture-release]
-                  expect: '^{{version}} {{arch}} '
-            """
-        )
-    )
-
-
 @pytest.fixture(scope="module")
 def mirror(
     tmp_path_factory: pytest.TempPathFactory,
@@ -213,23 +184,13 @@ def test_sync_publishes_an_index_of_exactly_amd64_and_arm64_whose_configs_agree(
 def test_the_arm64_image_holds_an_aarch64_binary_that_runs_under_qemu(
     mirror: Mirror, first_sync: dict[str, Any], tmp_path: Path
 ) -> None:
-    skopeo(
-        "copy",
-        "--src-tls-verify=false",
-        "--override-arch",
-        "arm64",
-        f"docker://{mirror.target}/hello:1.0.0",
-        f"oci:{tmp_path / 'layout'}:arm64",
-    )
-    manifest = json.loads(skopeo("inspect", "--raw", f"oci:{tmp_path / 'layout'}:arm64"))
-    top = tmp_path / "layout" / "blobs" / "sha256" / manifest["layers"][-1]["digest"][7:]
-    with tarfile.open(top) as layer:
+    pull_platform(f"{mirror.target}/hello:1.0.0", "arm64", tmp_path / "layout")
+    with tarfile.open(top_layer(tmp_path / "layout", "arm64")) as layer:
         layer.extractall(tmp_path / "rootfs", filter="tar")
     binary = tmp_path / "rootfs" / "opt" / "hello" / "busybox"
     header = binary.read_bytes()[:20]
-    assert (
-        header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == 0xB7
-    )  # EM_AARCH64
+    assert header[:4] == b"\x7fELF"
+    assert int.from_bytes(header[18:20], "little") == 0xB7  # e_machine: EM_AARCH64
     ran = subprocess.run([str(binary), "uname", "-m"], capture_output=True, text=True)
     assert ran.stdout.strip() == "aarch64"
     release = (tmp_path / "rootfs" / "etc" / "fixture-release").read_text()

@@ -722,8 +722,8 @@ def _sync_options(
 _STORAGE_DRIVER = typer.Option(
     None,
     "--storage-driver",
-    help="buildah storage driver: overlay or vfs (default: what the storage uses, else overlay "
-    "when it mounts here, else vfs).",
+    help="buildah storage driver: vfs or overlay (default: what the state directory's storage "
+    "already uses, else vfs).",
 )
 _BINFMT_DIR = typer.Option(BINFMT_DIR, "--binfmt-dir", hidden=True)
 _NO_VERIFY = typer.Option(

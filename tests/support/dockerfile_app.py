@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import shutil
 import subprocess
+import tarfile
+import textwrap
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -56,6 +59,35 @@ def _run(cmd: list[str], **kwargs: object) -> str:
     if result.returncode != 0:
         raise RuntimeError(f"`{' '.join(cmd)}` failed: {result.stderr.strip()}")
     return str(result.stdout)
+
+
+def pull_platform(reference: str, arch: str, layout: Path) -> None:
+    """Copy the `arch` image of the (plain-HTTP) registry `reference` into `layout` as `arch`."""
+    source = f"docker://{reference}"
+    _run(
+        [
+            "skopeo",
+            "copy",
+            "--src-tls-verify=false",
+            "--override-arch",
+            arch,
+            source,
+            f"oci:{layout}:{arch}",
+        ]
+    )
+
+
+def top_layer(layout: Path, ref: str) -> Path:
+    """The blob file of the last layer of the image `ref` in `layout` (what RUN wrote)."""
+    manifest = json.loads(_run(["skopeo", "inspect", "--raw", f"oci:{layout}:{ref}"]))
+    return layout / "blobs" / "sha256" / manifest["layers"][-1]["digest"].split(":", 1)[1]
+
+
+def read_from_layer(layer: Path, name: str) -> bytes:
+    with tarfile.open(layer) as tar:
+        member = tar.extractfile(name)
+        assert member is not None, f"{name} is not a file in {layer}"
+        return member.read()
 
 
 def git(repo: Path, *args: str) -> str:
@@ -159,3 +191,50 @@ def push_base_image(registry_host: str, busybox: dict[str, Path], workdir: Path)
         f"docker://{reference}",
     )
     return reference
+
+
+def write_catalog(
+    root: Path,
+    target: str,
+    *,
+    repo: Path | str,
+    upstream: str,
+    artifacts: str,
+    base: str,
+    state: Path | str,
+    ref: str = "v{version}",
+    from_line: str = r"(?m)^FROM \S+@sha256:\w+$",
+) -> None:
+    """`mirror.yaml` and `apps/hello/app.yaml`: the fixture upstream's Dockerfile recipe, its
+    digest-pinned FROM patched to `base`, and a smoke test that reads what RUN wrote."""
+    (root / "apps" / "hello").mkdir(parents=True, exist_ok=True)
+    (root / "mirror.yaml").write_text(f"target: {target}\nstate_dir: {state}\n")
+    (root / "apps" / "hello" / "app.yaml").write_text(
+        textwrap.dedent(
+            f"""\
+            name: hello
+            upstream:
+              source: github-releases
+              repo: acme/hello
+              base_url: {upstream}
+            images:
+              - name: hello
+                recipe:
+                  kind: dockerfile
+                  git: {repo}
+                  ref: '{ref}'
+                  context: docker
+                  build_args:
+                    ARTIFACT_URL: '{artifacts}/releases/{{version}}/hello-{{arch}}'
+                    APP_ARCH: '{{arch}}'
+                    APP_VERSION: '{{version}}'
+                  patches:
+                    - file: docker/Dockerfile
+                      regex: '{from_line}'
+                      replace: 'FROM {base}'
+                smoke:
+                  command: [/opt/hello/busybox, cat, /etc/fixture-release]
+                  expect: '^{{version}} {{arch}} '
+            """
+        )
+    )

@@ -58,34 +58,14 @@ def buildah_version(executable: str = "buildah") -> str | None:
     return match.group(1) if match else None
 
 
-def _overlay_mounts(root: Path) -> bool:
-    """Whether an overlay filesystem can be mounted under `root` (kernel support, privileges,
-    and a backing filesystem overlay accepts): tried for real, then unmounted."""
-    if "overlay" not in Path("/proc/filesystems").read_text():
-        return False
-    root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=root, prefix="overlay-probe-") as tmp:
-        lower, upper, work, merged = (Path(tmp) / name for name in ("l", "u", "w", "m"))
-        for directory in (lower, upper, work, merged):
-            directory.mkdir()
-        options = f"lowerdir={lower},upperdir={upper},workdir={work}"
-        mounted = subprocess.run(
-            ["mount", "-t", "overlay", "overlay", "-o", options, str(merged)],
-            capture_output=True,
-            check=False,
-        )
-        if mounted.returncode != 0:
-            return False
-        subprocess.run(["umount", str(merged)], capture_output=True, check=False)
-        return True
-
-
 @dataclass(frozen=True)
 class BuildahSettings:
     """Where and how buildah runs; defaults work as root in a VM or a privileged container."""
 
     state_dir: Path
-    #: None: the driver the storage already uses, else overlay when it mounts here, else vfs.
+    #: None: the driver the storage already uses, else vfs. vfs works everywhere (nested
+    #: containers, any backing filesystem) and leaves no mounts behind; overlay is faster
+    #: for big images where the kernel allows it.
     storage_driver: str | None = None
     #: chroot needs no runtime or user namespaces, so it works nested in containers.
     isolation: str = "chroot"
@@ -113,7 +93,7 @@ class BuildahSettings:
         for name in STORAGE_DRIVERS:
             if (self.storage_root / f"{name}-images").is_dir():
                 return name
-        return "overlay" if _overlay_mounts(self.state_dir / "buildah") else "vfs"
+        return "vfs"
 
     def command(self) -> list[str]:
         """buildah and its global storage options."""
