@@ -237,7 +237,10 @@ class BuildahBuilder:
                 text += f'\n[[registry]]\nlocation = "{registry}"\ninsecure = true\n'
         path = self.settings.state_dir / "buildah" / f"registries-{'-'.join(insecure)}.conf"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        # Concurrent builds read this file while others rewrite it: replace it atomically.
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False) as staged:
+            staged.write(text)
+        os.replace(staged.name, path)
         return path
 
     async def _build(self, job: BuildJob, prepared: PreparedRecipe) -> str:
