@@ -264,3 +264,9 @@ def test_schema_command_prints_the_mirror_schema_with_defaults() -> None:
     schema = json.loads(result.stdout)
     assert schema["properties"]["platforms"]["default"] == ["linux/amd64", "linux/arm64"]
     assert schema["required"] == ["target"]
+
+
+def test_smoke_expect_may_not_name_an_image_outside_depends_on(tmp_path: Path) -> None:
+    app = MINIMAL_APP + "    smoke: {command: [x], expect: '{image:other}'}\n"
+    message = config_error(tmp_path, app)
+    assert "images[0]: smoke.expect: {image:other} in '{image:other}': no such image" in message

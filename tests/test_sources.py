@@ -422,3 +422,11 @@ async def test_apps_are_detected_concurrently_within_the_bound(
         )
     assert [versions(r) for r in results] == [["1.0.0"]] * 5
     assert upstream.max_in_flight == 2
+
+
+async def test_an_api_answering_another_shape_is_an_upstream_error(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    upstream.json(RELEASES, {"message": "this is not a list of releases"})
+    with pytest.raises(UpstreamError, match="github-releases answered in an unexpected shape"):
+        await detect(github_app(upstream), tmp_path)

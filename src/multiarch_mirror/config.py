@@ -566,9 +566,12 @@ class ImageSpec(_Strict):
                         f"not in this image's depends_on ({self.depends_on or 'empty'})"
                     )
         if self.smoke is not None:
-            sample = TemplateContext.for_("1.2.3", "linux/amd64")
+            images = {name: f"registry.invalid/{name}:1.2.3" for name in self.depends_on}
+            sample = TemplateContext.for_("1.2.3", "linux/amd64", images=images)
             try:
                 re.compile(sample.render(self.smoke.expect))
+            except TemplateError as exc:
+                raise ValueError(f"smoke.expect: {exc}") from None
             except re.error as exc:
                 raise ValueError(f"smoke.expect: not a valid regular expression: {exc}") from None
         return self

@@ -12,6 +12,7 @@ import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from multiarch_mirror.errors import ConfigError
 from multiarch_mirror.oci.media import Platform
 from multiarch_mirror.versions.policy import Version
 
@@ -21,7 +22,7 @@ PLACEHOLDERS = ("version", "major", "minor", "patch", "os", "arch", "variant", "
 IMAGE_PLACEHOLDER = "image"
 
 
-class TemplateError(ValueError):
+class TemplateError(ConfigError):
     """A template names an unknown placeholder or is malformed."""
 
 

@@ -13,7 +13,7 @@ from multiarch_mirror.config import AppConfig, Gate
 from multiarch_mirror.oci.media import Platform
 from multiarch_mirror.template import TemplateContext
 from multiarch_mirror.versions import github, gitlab, npm, pypi, regex, registry
-from multiarch_mirror.versions.http import UpstreamHttp
+from multiarch_mirror.versions.http import UpstreamError, UpstreamHttp
 from multiarch_mirror.versions.policy import Candidate, Release, Version, VersionPolicy
 from multiarch_mirror.versions.source import Source, SourceContext, StoreOpener
 
@@ -76,6 +76,7 @@ class Detector:
             self._passed: set[str] = set(json.loads(self._gates_file.read_text()))
         except (OSError, ValueError, TypeError):
             self._passed = set()
+        self._saved = frozenset(self._passed)
 
     async def detect(
         self, app: AppConfig, policy: VersionPolicy, platforms: Sequence[Platform]
@@ -87,7 +88,14 @@ class Detector:
                 open_store=self._open_store,
                 enough=lambda found: _fills(policy, found),
             )
-            releases = await SOURCES[app.upstream.source](app.upstream, context)
+            try:
+                releases = await SOURCES[app.upstream.source](app.upstream, context)
+            except (KeyError, TypeError, AttributeError, ValueError) as exc:
+                # the API answered 2xx, but not in the shape this source knows
+                raise UpstreamError(
+                    f"{app.upstream.source} answered in an unexpected shape "
+                    f"({type(exc).__name__}: {exc}); is base_url the right API?"
+                ) from None
             selected = policy.select(releases)
             failures = await asyncio.gather(
                 *(self._gate_failure(app.upstream.gates, c.version, platforms) for c in selected)
@@ -135,11 +143,14 @@ class Detector:
         )
 
     def save(self) -> None:
-        """Persist the gates that passed."""
+        """Persist the gates that passed (if any passed for the first time)."""
+        if self._passed == self._saved:
+            return
         self._gates_file.parent.mkdir(parents=True, exist_ok=True)
         temp = self._gates_file.with_suffix(f".{os.getpid()}.tmp")
         temp.write_text(json.dumps(sorted(self._passed), indent=0))
         temp.replace(self._gates_file)
+        self._saved = frozenset(self._passed)
 
 
 def _fills(policy: VersionPolicy, found: Sequence[Release]) -> bool:
