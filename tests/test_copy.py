@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,10 @@ def blob_path(layout: Path, digest: str) -> Path:
 
 def fixture_bytes(image: FixtureImage) -> int:
     return sum(blob_path(image.layout, d).stat().st_size for d in image.blobs)
+
+
+async def once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 class StreamingOnly:
@@ -286,3 +291,29 @@ async def test_concurrency_below_one_is_refused(
             LayoutStore(tmp_path),
             concurrency=0,
         )
+
+
+async def test_an_artifact_manifest_is_copied_and_has_no_platform(tmp_path: Path) -> None:
+    source = LayoutStore(tmp_path / "src")
+    empty = b"{}"
+    empty_desc = Descriptor.of(empty, MediaType.OCI_EMPTY)
+    await source.write_blob(empty_desc, once(empty))
+    payload = b"signature bytes"
+    payload_desc = Descriptor.of(payload, "application/vnd.example.signature")
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": MediaType.OCI_MANIFEST,
+            "artifactType": "application/vnd.example.signature",
+            "config": empty_desc.to_dict(),
+            "layers": [payload_desc.to_dict()],
+        }
+    ).encode()
+    await source.write_blob(payload_desc, once(payload))
+    desc = await source.put_manifest(manifest, MediaType.OCI_MANIFEST)
+
+    result = await copy_manifest(StreamingOnly(source), desc, LayoutStore(tmp_path / "dst"))
+
+    assert result.digest == desc.digest
+    assert result.platforms == {}
+    assert result.blobs_copied == 2

@@ -26,6 +26,7 @@ from multiarch_mirror.oci.media import (
 from multiarch_mirror.oci.store import Store
 
 DEFAULT_CONCURRENCY = 4
+IMAGE_CONFIG_TYPES = frozenset({MediaType.OCI_CONFIG, MediaType.DOCKER_CONFIG})
 
 T = TypeVar("T")
 
@@ -322,10 +323,17 @@ async def _select_platforms(
 
 
 async def _platforms(source: Store, top: _Node) -> dict[str, str]:
-    """Platform → manifest digest, from the index descriptors or a single image's config."""
+    """Platform → manifest digest, from the index descriptors or a single image's config.
+
+    An artifact (a manifest whose config is no image config, e.g. a signature) has none.
+    """
     parsed = parse_manifest(top.data, top.desc.media_type)
     if isinstance(parsed, ImageIndex):
         return {str(c.platform): c.digest for c in parsed.manifests if c.platform}
+    if top.desc.platform:
+        return {str(top.desc.platform): top.desc.digest}
+    if parsed.config.media_type not in IMAGE_CONFIG_TYPES:
+        return {}
     platform = await _manifest_platform(source, top.data, top.desc.media_type)
     return {str(platform): top.desc.digest}
 
