@@ -50,7 +50,7 @@ class Mirror:
             "--config", str(config), "sync", "--report", str(report), *args, timeout=900
         )
         assert result.returncode == 0, result.stderr
-        return result.stderr, json.loads(report.read_text())
+        return result.stdout + result.stderr, json.loads(report.read_text())
 
 
 def release_tarball(version: str, busybox: Path) -> bytes:
@@ -77,7 +77,9 @@ def publish_release(upstream: Upstream, version: str, busybox: dict[str, Path]) 
     upstream.json("/repos/acme/hello/releases", [github_release(f"v{version}", days=30)])
 
 
-def write_app(root: Path, upstream: str) -> None:
+def write_app(root: Path, upstream: str, *, checksum: str | None = None) -> None:
+    """The app's catalog entry; `checksum` replaces the artifact's checksums_url line."""
+    checksum = checksum or f"checksums_url: '{upstream}/download/v{{version}}/SHA256SUMS'"
     (root / "apps" / "hello").mkdir(parents=True)
     (root / "apps" / "hello" / "app.yaml").write_text(
         textwrap.dedent(
@@ -95,7 +97,7 @@ def write_app(root: Path, upstream: str) -> None:
                   artifacts:
                     - url: '{upstream}/download/v{{version}}/hello-{{version}}-linux-{{arch}}.tar.gz'
                       format: tar.gz
-                      checksums_url: '{upstream}/download/v{{version}}/SHA256SUMS'
+                      {checksum}
                       strip_components: 1
                       dest: /app
                   uid: 1000
@@ -219,3 +221,18 @@ def test_another_target_from_a_clean_state_dir_gets_identical_digests(
     twin = Mirror(mirror.root, f"{mirror.proxy.host}/twin", mirror.upstream, mirror.proxy)
     twin.sync(state="state-twin")
     assert index_digest(f"{twin.target}/hello:{VERSION}") == first
+
+
+def test_an_artifact_without_checksum_is_published_and_the_report_says_so(
+    mirror: Mirror, first_sync: dict[str, Any], tmp_path: Path
+) -> None:
+    write_app(tmp_path, mirror.upstream.url, checksum="insecure_skip_checksum: true")
+    insecure = Mirror(tmp_path, f"{mirror.proxy.host}/insecure", mirror.upstream, mirror.proxy)
+    console, report = insecure.sync()
+    (app,) = report["apps"]
+    notes = {b["platform"]: b["notes"] for b in app["built"]}
+    url = f"{mirror.upstream.url}/download/v{VERSION}/hello-{VERSION}-linux-arm64.tar.gz"
+    assert notes["linux/arm64"] == [
+        f"artifact not checksum-verified (insecure_skip_checksum): {url}"
+    ]
+    assert f"note: hello/hello {VERSION} linux/arm64: artifact not checksum-verified" in console

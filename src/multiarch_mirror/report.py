@@ -22,6 +22,8 @@ class BuiltImage(BaseModel):
     platform: str
     digest: str
     seconds: float
+    #: What the reader must know about this build, e.g. an artifact without checksum.
+    notes: list[str] = Field(default_factory=list)
 
 
 class PublishedIndex(BaseModel):
@@ -67,7 +69,7 @@ class SyncReport(BaseModel):
 
 
 def render(report: SyncReport, console: Console) -> None:
-    """A table: one row per app, with what was built and tagged."""
+    """A table: one row per app, with what was built and tagged; then the builds' notes."""
     table = Table("app", "status", "versions", "tags", "index digests", "time", box=None)
     for app in report.apps:
         if report.dry_run:
@@ -80,3 +82,11 @@ def render(report: SyncReport, console: Console) -> None:
             app.app, app.status, versions, tags or "-", digests or "-", f"{app.seconds:.1f}s"
         )
     console.print(table)
+    for app in report.apps:
+        for built in app.built:
+            for note in built.notes:
+                console.print(
+                    f"note: {app.app}/{built.image} {built.version} {built.platform}: {note}",
+                    highlight=False,
+                    markup=False,
+                )

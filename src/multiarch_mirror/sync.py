@@ -184,10 +184,11 @@ class Pipeline:
         finally:
             await store.aclose()
 
-    async def build(self, job: PlanJob) -> tuple[Descriptor, float]:
+    async def build(self, job: PlanJob) -> tuple[Descriptor, float, list[str]]:
         """Build one job and push it by digest into its image's target repository.
 
-        Returns the image's descriptor (platform set) and the seconds it took.
+        Returns the image's descriptor (platform set), the seconds it took, and the notes the
+        report must carry (such as an artifact built without checksum verification).
         """
         app, image = self._image(job)
         build_job = BuildJob(
@@ -200,8 +201,14 @@ class Pipeline:
         async with self.build_slots, self.store(job.image) as store:
             started = time.monotonic()
             log.info("building %s", build_job.name)
-            desc = await self.builder(app, image, job).build(build_job, store)
-        return desc, round(time.monotonic() - started, 2)
+            builder = self.builder(app, image, job)
+            notes: list[str] = []
+            if isinstance(builder, AssembleBuilder):
+                assembled = await builder.assemble(build_job, store)
+                desc, notes = assembled.descriptor, assembled.notes
+            else:
+                desc = await builder.build(build_job, store)
+        return desc, round(time.monotonic() - started, 2), notes
 
     async def publish(self, jobs: Sequence[PlanJob], built: Sequence[Descriptor]) -> Publication:
         """Publish the index of one (image, version) from its jobs' built images."""
@@ -264,7 +271,7 @@ class Pipeline:
             elif isinstance(result, BaseException):
                 raise result
             else:
-                desc, seconds = result
+                desc, seconds, notes = result
                 built.append(desc)
                 report.built.append(
                     BuiltImage(
@@ -273,6 +280,7 @@ class Pipeline:
                         platform=job.platform,
                         digest=desc.digest,
                         seconds=seconds,
+                        notes=notes,
                     )
                 )
         first = jobs[0]
@@ -374,7 +382,7 @@ async def build_stage(
 ) -> Path:
     """`build --job`: build one plan job, push it by digest, write `DIR/<id>.json`."""
     job = plan.job(job_id)
-    desc, _ = await Pipeline(catalog, client, options).build(job)
+    desc, _, _ = await Pipeline(catalog, client, options).build(job)
     return write_digest(digests, job, desc)
 
 

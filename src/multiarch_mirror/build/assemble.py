@@ -142,6 +142,14 @@ class AssembleResult:
     unverified: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
 
+    @property
+    def notes(self) -> list[str]:
+        """What a report must say about this build: unverified artifacts, dropped bits."""
+        return [
+            f"artifact not checksum-verified (insecure_skip_checksum): {url}"
+            for url in self.unverified
+        ] + list(self.warnings)
+
 
 class AssembleBuilder:
     """Builds a `kind: assemble` recipe, one platform per job (see the module docstring)."""
