@@ -275,7 +275,7 @@ def test_an_upstream_failure_is_that_apps_error_and_exit_1(
     gone, hello = statuses
     assert (gone["status"], hello["status"]) == ("error", "outdated")
     assert "/repos/acme/gone/releases?per_page=100: 404 Not Found" in gone["error"]
-    assert "error: gone/gone: upstream: GET" in stderr
+    assert "error: gone (gone): upstream: GET" in stderr
 
 
 def test_named_apps_only_are_checked_and_unknown_names_exit_2(
@@ -417,3 +417,28 @@ def test_plan_without_output_file_prints_the_plan_json(
         "hello-hello-1.2.0-linux-amd64",
         "hello-hello-1.2.0-linux-arm64",
     ]
+
+
+def test_apps_sharing_an_upstream_share_one_request(
+    tmp_path: Path, upstream: Upstream, target: str
+) -> None:
+    upstream.json("/repos/acme/hello/releases", RELEASES)
+    config = catalog(tmp_path, target, upstream)
+    write_app(
+        tmp_path,
+        "twin",
+        f"""
+        name: twin
+        upstream: {{source: github-releases, repo: acme/hello, base_url: {upstream.url}}}
+        images:
+          - name: twin
+            recipe: {{kind: dockerfile, git: /src/twin, ref: main}}
+        """,
+    )
+    code, statuses, stderr = check_json(config)
+    assert code == 0, stderr
+    assert [(s["app"], s["missing"]) for s in statuses] == [
+        ("hello", ["1.2.0", "1.1.0", "1.0.0"]),
+        ("twin", ["1.2.0", "1.1.0", "1.0.0"]),
+    ]
+    assert len(upstream.requests_to("/repos/acme/hello/releases")) == 1

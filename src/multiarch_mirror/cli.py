@@ -462,14 +462,18 @@ def _survey(opts: GlobalOptions, names: Sequence[str]) -> tuple[list[ImageState]
 
 
 def _report_errors(statuses: Sequence[ImageStatus]) -> None:
+    """One line per distinct failure (an upstream error is shared by all of an app's images)."""
+    failed: dict[tuple[str, str], list[str]] = {}
     for status in statuses:
         if status.error:
-            stderr.print(
-                f"[bold red]error:[/] {escape(status.app)}/{escape(status.image)}: "
-                f"{escape(status.error)}",
-                highlight=False,
-            )
-    if any(status.error for status in statuses):
+            failed.setdefault((status.app, status.error), []).append(status.image)
+    for (app_name, error), images in failed.items():
+        stderr.print(
+            f"[bold red]error:[/] {escape(app_name)} ({escape(', '.join(images))}): "
+            f"{escape(error)}",
+            highlight=False,
+        )
+    if failed:
         raise typer.Exit(1)
 
 

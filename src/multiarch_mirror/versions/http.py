@@ -107,6 +107,7 @@ class UpstreamHttp:
         self._per_host = per_host
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._blocked_until: dict[str, float] = {}
+        self._fetches: dict[tuple[str, Api, str | None], asyncio.Future[Page]] = {}
         self._client = httpx.AsyncClient(
             timeout=timeout,
             follow_redirects=True,
@@ -138,7 +139,17 @@ class UpstreamHttp:
     # --- public requests ----------------------------------------------------------------
 
     async def get(self, url: str, *, api: Api = Api.PLAIN, accept: str | None = None) -> Page:
-        """GET with the on-disk cache: conditional when cached, the cached body on 304."""
+        """GET with the on-disk cache: conditional when cached, the cached body on 304.
+
+        Within one client (one run) a URL is fetched once: apps sharing an upstream (Mattermost
+        and Mostlymatter) share the answer.
+        """
+        key = (url, api, accept)
+        if key not in self._fetches:
+            self._fetches[key] = asyncio.ensure_future(self._fetch(url, api=api, accept=accept))
+        return await self._fetches[key]
+
+    async def _fetch(self, url: str, *, api: Api, accept: str | None) -> Page:
         cache_file = self._cache_file(url, accept)
         cached = self._read_cache(cache_file)
         headers = {"Accept": accept} if accept else {}
