@@ -9,6 +9,8 @@ from pathlib import Path
 
 from multiarch_mirror.doctor import BINFMT_CONF_DIR, setup_qemu
 from multiarch_mirror.oci.media import Platform
+from tests.support.net import free_port
+from tests.support.registry import Registry, start_registry
 
 BOTH = [Platform.parse("linux/amd64"), Platform.parse("linux/arm64")]
 
@@ -49,3 +51,51 @@ def test_setup_qemu_registers_the_foreign_handler_from_binfmt_d(tmp_path: Path) 
 
 def test_setup_qemu_leaves_registered_handlers_alone() -> None:
     assert setup_qemu(BOTH) == []
+
+
+def catalog_with_target(root: Path, target: str) -> Path:
+    (root / "apps").mkdir()
+    (root / "mirror.yaml").write_text(f"target: {target}\n")
+    return root / "mirror.yaml"
+
+
+def test_doctor_proves_push_permission_on_the_target_without_writing(
+    registry: Registry, tmp_path: Path
+) -> None:
+    config = catalog_with_target(tmp_path, f"{registry.host}/doctor")
+    result = doctor("--config", str(config), "--json", "doctor")
+    assert result.returncode == 0, result.stderr
+    target = json.loads(result.stdout)["target"]
+    assert target == {
+        "target": f"{registry.host}/doctor",
+        "repository": f"{registry.host}/doctor/doctor-check",
+        "reachable": True,
+        "push": True,
+        "problem": None,
+    }
+    # Cancelled: the repository holds no layer, manifest or upload data (only hash state).
+    repository = next((registry.root / "data").rglob("repositories/doctor/doctor-check"))
+    assert sorted(p.name for p in repository.iterdir()) == ["_uploads"]
+    assert list(repository.rglob("_uploads/*/data")) == []
+
+
+def test_doctor_reports_a_registry_that_refuses_the_credentials(tmp_path: Path) -> None:
+    locked = start_registry(tmp_path / "registry", htpasswd=("alice", "secret"))
+    try:
+        config = catalog_with_target(tmp_path, f"{locked.host}/doctor")
+        result = doctor("--config", str(config), "--json", "doctor")
+    finally:
+        locked.stop()
+    assert result.returncode == 1
+    target = json.loads(result.stdout)["target"]
+    assert (target["reachable"], target["push"]) == (True, False)
+    assert locked.host in target["problem"]
+
+
+def test_doctor_reports_an_unreachable_target(tmp_path: Path) -> None:
+    config = catalog_with_target(tmp_path, f"127.0.0.1:{free_port()}/doctor")
+    result = doctor("--config", str(config), "--json", "doctor")
+    assert result.returncode == 1
+    target = json.loads(result.stdout)["target"]
+    assert (target["reachable"], target["push"]) == (False, False)
+    assert "127.0.0.1" in target["problem"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import shlex
@@ -35,9 +36,15 @@ from rich.table import Table
 
 from multiarch_mirror import __version__
 from multiarch_mirror import doctor as checks
-from multiarch_mirror.config import Catalog, app_schema, load_catalog, mirror_schema
+from multiarch_mirror.config import (
+    DEFAULT_PLATFORMS,
+    Catalog,
+    app_schema,
+    load_catalog,
+    mirror_schema,
+)
 from multiarch_mirror.errors import MirrorError, UsageError
-from multiarch_mirror.oci.client import RegistryClient, RegistrySettings
+from multiarch_mirror.oci.client import RegistryClient, RegistrySettings, RetryPolicy
 from multiarch_mirror.oci.copy import DEFAULT_CONCURRENCY, BlobOutcome, CopyResult, copy_image
 from multiarch_mirror.oci.media import Descriptor, Platform
 from multiarch_mirror.oci.reference import (
@@ -272,9 +279,6 @@ def _render_summary(summary: ImageSummary) -> None:
         )
     if summary.image is not None:
         _render_image(summary.image)
-
-
-DEFAULT_PLATFORMS = ["linux/amd64", "linux/arm64"]
 
 
 @app.command()
@@ -557,6 +561,19 @@ def schema(
     emit_json(mirror_schema() if mirror else app_schema())
 
 
+def _catalog_platforms(catalog: Catalog | None) -> list[Platform]:
+    """Every platform some image of the catalog is built for (the defaults without one)."""
+    if catalog is None:
+        return [Platform.parse(text) for text in DEFAULT_PLATFORMS]
+    found = {
+        str(p): p
+        for app in catalog.apps.values()
+        for image in app.images
+        for p in catalog.platforms(image)
+    }
+    return list(found.values()) or list(catalog.mirror.platforms)
+
+
 @app.command()
 @handle_errors
 def doctor(
@@ -567,18 +584,38 @@ def doctor(
         help="Register QEMU user emulation (binfmt_misc) for foreign platforms first (root).",
     ),
     platform: list[str] = typer.Option(
-        DEFAULT_PLATFORMS, "--platform", help="Platform to check (repeatable)."
+        [],
+        "--platform",
+        help="Platform to check (repeatable; default: the catalog's platforms, else "
+        "linux/amd64 and linux/arm64).",
     ),
-    binfmt_dir: Path = typer.Option(Path("/proc/sys/fs/binfmt_misc"), "--binfmt-dir", hidden=True),
+    binfmt_dir: Path = typer.Option(BINFMT_DIR, "--binfmt-dir", hidden=True),
 ) -> None:
-    """Check that this machine can build every platform, and which builders it has."""
-    platforms = [Platform.parse(text) for text in platform]
+    """Check that this machine can build every platform, which builders it has, and that the
+    target registry answers and accepts pushes from these credentials."""
+    opts = options(ctx)
+    catalog = load_catalog(opts.config) if opts.config.exists() else None
+    if catalog is None:
+        stderr.print(f"no {opts.config}: checking the default platforms, not the target")
+    platforms = [Platform.parse(text) for text in platform] or _catalog_platforms(catalog)
     if setup_qemu:
         registered = checks.setup_qemu(platforms, binfmt_dir=binfmt_dir)
         stderr.print(
             "registered " + ", ".join(registered) if registered else "QEMU: nothing to register"
         )
-    report = checks.diagnose(platforms, binfmt_dir=binfmt_dir)
+    target = None
+    if catalog is not None:
+        # A doctor answers quickly: one retry, not a minute of backoff, on a dead registry.
+        settings = dataclasses.replace(
+            registry_settings(opts), retry=RetryPolicy(max_attempts=2, max_seconds=10.0)
+        )
+
+        async def probe(catalog: Catalog) -> checks.TargetCheck:
+            async with RegistryClient(settings) as client:
+                return await checks.check_target(catalog, client)
+
+        target = asyncio.run(probe(catalog))
+    report = checks.diagnose(platforms, binfmt_dir=binfmt_dir, target=target)
     if options(ctx).json:
         emit_json(report.model_dump(mode="json") | {"ok": report.ok})
     else:
@@ -600,6 +637,16 @@ def doctor(
                 builder.problem or "",
             )
         stdout.print(builders)
+        if report.target is not None:
+            target_table = Table("target", "repository", "reachable", "push", "problem", box=None)
+            target_table.add_row(
+                report.target.target,
+                report.target.repository,
+                "yes" if report.target.reachable else "no",
+                "yes" if report.target.push else "no",
+                report.target.problem or "",
+            )
+            stdout.print(target_table)
     if not report.ok:
         for problem in report.problems():
             stderr.print(f"[bold red]problem:[/] {problem}", markup=True, highlight=False)

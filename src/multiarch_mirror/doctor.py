@@ -6,6 +6,7 @@ their versions, and the target registry's reachability and push permission.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,8 +14,11 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from multiarch_mirror.build.buildah import buildah_version
+from multiarch_mirror.config import Catalog
 from multiarch_mirror.errors import MirrorError
+from multiarch_mirror.oci.client import RegistryClient, RegistryError, RegistryUnavailableError
 from multiarch_mirror.oci.media import Platform
+from multiarch_mirror.oci.reference import LayoutReference
 from multiarch_mirror.verify import BINFMT_DIR, QEMU_HANDLERS, emulation_problem, host_architecture
 
 BINFMT_CONF_DIR = Path("/usr/lib/binfmt.d")
@@ -39,20 +43,31 @@ class BuilderCheck(BaseModel):
     problem: str | None = None
 
 
+class TargetCheck(BaseModel):
+    """Whether the target answers and the credentials may push to `repository`."""
+
+    target: str
+    repository: str
+    reachable: bool
+    push: bool
+    problem: str | None = None
+
+
 class DoctorReport(BaseModel):
     platforms: list[PlatformCheck]
     builders: list[BuilderCheck]
+    target: TargetCheck | None = None
 
     @property
     def ok(self) -> bool:
-        return all(check.buildable for check in self.platforms) and any(
-            builder.available for builder in self.builders
-        )
+        return not self.problems()
 
     def problems(self) -> list[str]:
         found = [f"{check.platform}: {check.problem}" for check in self.platforms if check.problem]
         if not any(builder.available for builder in self.builders):
             found += [f"{b.name}: {b.problem}" for b in self.builders if b.problem]
+        if self.target is not None and self.target.problem:
+            found.append(f"target {self.target.target}: {self.target.problem}")
         return found
 
 
@@ -89,8 +104,45 @@ def check_builders() -> list[BuilderCheck]:
     ]
 
 
-def diagnose(platforms: Sequence[Platform], *, binfmt_dir: Path = BINFMT_DIR) -> DoctorReport:
-    return DoctorReport(platforms=check_platforms(platforms, binfmt_dir), builders=check_builders())
+async def check_target(catalog: Catalog, client: RegistryClient) -> TargetCheck:
+    """Push permission on the first image's repository (any name will do for a layout)."""
+    image = next(
+        (image.name for app in catalog.apps.values() for image in app.images), "doctor-check"
+    )
+    repository = catalog.repository(image)
+    location = repository.location
+    if isinstance(location, LayoutReference):
+        directory = Path(location.path)
+        existing = next((p for p in (directory, *directory.parents) if p.exists()), directory)
+        writable = os.access(existing, os.W_OK)
+        return TargetCheck(
+            target=catalog.mirror.target,
+            repository=str(repository),
+            reachable=True,
+            push=writable,
+            problem=None if writable else f"{existing} is not writable by this user",
+        )
+    check = TargetCheck(
+        target=catalog.mirror.target, repository=str(repository), reachable=True, push=True
+    )
+    try:
+        await client.check_push(location.registry, location.repository)
+    except RegistryUnavailableError as exc:
+        return check.model_copy(update={"reachable": False, "push": False, "problem": str(exc)})
+    except RegistryError as exc:
+        return check.model_copy(update={"push": False, "problem": str(exc)})
+    return check
+
+
+def diagnose(
+    platforms: Sequence[Platform],
+    *,
+    binfmt_dir: Path = BINFMT_DIR,
+    target: TargetCheck | None = None,
+) -> DoctorReport:
+    return DoctorReport(
+        platforms=check_platforms(platforms, binfmt_dir), builders=check_builders(), target=target
+    )
 
 
 def _definition(conf: Path) -> str:

@@ -1006,6 +1006,17 @@ class RegistryClient:
                 if attempts.give_up(host.backoff, None, str(exc)):
                     raise attempts.error(repository, exc.status) from None
 
+    async def check_push(self, registry: str, repository: str) -> None:
+        """Prove the credentials may push to `repository`: open a blob upload session, then
+        cancel it; nothing is written. Raises `RegistryError` saying what was refused."""
+        host = self._host(registry)
+        session = await self._start_upload(host, repository, "a push-permission check", None)
+        assert session is not None  # no mount was asked for, so a session always opens
+        cancel = await self._send(
+            host, "DELETE", session.location, scopes=_push(repository), repository=repository
+        )
+        await cancel.aclose()
+
     async def _start_upload(
         self, host: _Host, repository: str, digest: str, mount_from: str | None
     ) -> UploadSession | None:
