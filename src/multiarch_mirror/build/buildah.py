@@ -32,7 +32,7 @@ from multiarch_mirror.build.recipe import DockerfileSpec, PreparedRecipe, Source
 from multiarch_mirror.errors import MirrorError
 from multiarch_mirror.oci.copy import copy_manifest
 from multiarch_mirror.oci.layout import LayoutStore
-from multiarch_mirror.oci.media import Descriptor
+from multiarch_mirror.oci.media import Descriptor, Platform
 from multiarch_mirror.oci.reference import Reference, is_loopback_host
 from multiarch_mirror.oci.store import Store
 from multiarch_mirror.verify import BINFMT_DIR, emulation_problem
@@ -73,15 +73,15 @@ class BuildahSettings:
     binfmt_dir: Path = BINFMT_DIR
     executable: str = "buildah"
 
-    @property
-    def storage_root(self) -> Path:
-        return self.state_dir / "buildah" / "storage"
+    def storage(self, platform: Platform) -> Path:
+        """buildah's storage for one platform's builds.
 
-    @property
-    def run_root(self) -> Path:
-        return self.state_dir / "buildah" / "run"
+        One per platform: a tag names one image in a storage, so concurrent builds of two
+        platforms from the same base tag would otherwise re-point it under each other.
+        """
+        return self.state_dir / "buildah" / str(platform).replace("/", "-")
 
-    def driver(self) -> str:
+    def driver(self, platform: Platform) -> str:
         if self.storage_driver:
             if self.storage_driver not in STORAGE_DRIVERS:
                 raise BuildError(
@@ -91,26 +91,27 @@ class BuildahSettings:
             return self.storage_driver
         # Storage made by one driver can't be opened by another: keep what is there.
         for name in STORAGE_DRIVERS:
-            if (self.storage_root / f"{name}-images").is_dir():
+            if (self.storage(platform) / "storage" / f"{name}-images").is_dir():
                 return name
         return "vfs"
 
-    def command(self) -> list[str]:
-        """buildah and its global storage options."""
+    def command(self, platform: Platform) -> list[str]:
+        """buildah with the global storage options for `platform`'s builds."""
         path = shutil.which(self.executable)
         if path is None:
             raise BuildError(
                 "buildah is not installed: install it (Debian/Ubuntu: `apt-get install buildah`) "
                 "or choose another builder; `multiarch-mirror doctor` lists what is available"
             )
+        storage = self.storage(platform)
         return [
             path,
             "--root",
-            str(self.storage_root),
+            str(storage / "storage"),
             "--runroot",
-            str(self.run_root),
+            str(storage / "run"),
             "--storage-driver",
-            self.driver(),
+            self.driver(platform),
         ]
 
 
@@ -255,7 +256,7 @@ class BuildahBuilder:
         with tempfile.TemporaryDirectory(prefix="buildah-") as tmp:
             iidfile = Path(tmp) / "iid"
             cmd = [
-                *self.settings.command(),
+                *self.settings.command(job.platform),
                 "build",
                 "--platform",
                 str(job.platform),
@@ -283,7 +284,7 @@ class BuildahBuilder:
         with tempfile.TemporaryDirectory(prefix="buildah-") as tmp:
             digestfile = Path(tmp) / "digest"
             cmd = [
-                *self.settings.command(),
+                *self.settings.command(job.platform),
                 "push",
                 "--quiet",
                 "--digestfile",
