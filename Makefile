@@ -46,7 +46,7 @@ pytest:
 	$(BIN)/pytest
 
 demo: deps
-	$(BIN)/python examples/demo/run.py
+	$(BIN)/multiarch-mirror demo $(DEMO_ARGS)
 
 bench: deps
 	$(BIN)/python bench/copy.py

@@ -912,5 +912,44 @@ def publish(
     _render_report(opts, asyncio.run(run()), report_file)
 
 
+@app.command()
+@handle_errors
+def demo(
+    ctx: typer.Context,
+    target: str = typer.Option(
+        "oci:./mirror-out",
+        "--target",
+        help="Where to mirror: an OCI layout (oci:DIR) or a registry namespace (host:port/path).",
+    ),
+    state_dir: Path = typer.Option(
+        Path(".mirror-state"), "--state-dir", help="Caches, locks and the demo's working catalog."
+    ),
+) -> None:
+    """Mirror a bundled demo app from a local upstream: check, sync, verify --smoke.
+
+    Needs no registry: the default target is an OCI image layout directory.
+    """
+    from multiarch_mirror.config import validate_target
+    from multiarch_mirror.demo import run_demo
+
+    opts = options(ctx)
+    try:
+        validate_target(target)
+    except ValueError as exc:
+        raise UsageError(f"--target: {exc}") from None
+    global_args = [f"--insecure-registry={host}" for host in opts.insecure_registries]
+    if opts.ca_file:
+        global_args.append(f"--ca-file={opts.ca_file}")
+    global_args += ["-v"] * opts.verbose
+    code = run_demo(
+        target=target,
+        state_dir=state_dir,
+        say=lambda text: stderr.print(text, highlight=False, soft_wrap=True),
+        global_args=global_args,
+    )
+    if code:
+        raise typer.Exit(code)
+
+
 def main() -> None:
     app()

@@ -646,7 +646,7 @@ class AppConfig(_Strict):
         raise UsageError(f"app {self.name!r} has no image {name!r}")
 
 
-def _target(value: str) -> str:
+def validate_target(value: str) -> str:
     if value.startswith("oci:"):
         if value[len("oci:") :].strip() == "" or ":" in value[len("oci:") :]:
             raise ValueError(f"{value!r} is not a target: {_TARGET_HELP}")
@@ -663,7 +663,7 @@ def _target(value: str) -> str:
 class MirrorConfig(_Strict):
     """`mirror.yaml`: where images go and what the catalog defaults are."""
 
-    target: Annotated[str, AfterValidator(_target)] = Field(
+    target: Annotated[str, AfterValidator(validate_target)] = Field(
         description="Registry namespace (ghcr.io/acme/mirror) or OCI layout (oci:./mirror-out)"
     )
     platforms: list[PlatformName] = Field(
