@@ -51,6 +51,7 @@ demo: deps
 bench: deps
 	$(BIN)/python bench/copy.py
 	$(BIN)/python bench/check.py
+	$(BIN)/python bench/build.py
 
 # Regenerate the catalog reference from the config models' JSON Schema.
 docs: venv
