@@ -201,3 +201,25 @@ def test_a_dependent_image_builds_on_its_mirrored_base_of_the_same_version(
     pull_platform(f"{target}/app:1.0.0", "arm64", tmp_path / "layout")
     seen = read_from_layer(top_layer(tmp_path / "layout", "arm64"), "etc/seen-base")
     assert seen == b"made-by-base\n"
+
+
+def test_one_apps_failure_does_not_stop_the_others_and_the_summary_names_it(
+    catalog: tuple[Path, str, dict[str, str]],
+) -> None:
+    config, repository, _ = catalog
+    broken = config.parent / "apps" / "broken"
+    broken.mkdir()
+    (broken / "app.yaml").write_text(
+        (config.parent / "apps" / "hello" / "app.yaml")
+        .read_text()
+        .replace("name: hello", "name: broken")
+        .replace("ref: 'v{version}'", "ref: 'gone-{version}'")
+    )
+    report = config.parent / "report.json"
+    result = run_cli("--config", str(config), "sync", "--report", str(report), timeout=600)
+    assert result.returncode == 1
+    assert tags(repository) == ["1.0.0", "latest"]
+    statuses = {app["app"]: app["status"] for app in json.loads(report.read_text())["apps"]}
+    assert statuses == {"broken": "failed", "hello": "updated"}
+    assert "failed: broken: " in result.stderr
+    assert "cannot fetch ref 'gone-1.0.0'" in one_line(result.stderr)
