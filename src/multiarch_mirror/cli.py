@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import typer
+import typer.core
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
@@ -951,5 +952,32 @@ def demo(
         raise typer.Exit(code)
 
 
+_METAVARS = {"str": "TEXT", "int": "INTEGER", "float": "NUMBER", "Path": "PATH"}
+
+
+def _plain_metavars(command: Any, settings: dict[str, Any] | None = None) -> None:
+    """Help shows `TEXT`, `PATH`, `INTEGER` for values and nothing for flags, as users expect,
+    rather than Python type names such as `<bool>` and `<list[str]>`."""
+    for param in command.params:
+        if param.metavar is not None:
+            continue
+        bare = param.bare_type().removeprefix("list[").removesuffix("]")
+        if isinstance(param, typer.core.TyperOption):
+            flag = param.is_flag or param.count or bare == "bool"
+            param.metavar = "" if flag else _METAVARS.get(bare, bare.upper())
+        elif isinstance(param, typer.core.TyperArgument):
+            # The argument's name says what it is; its Python type says nothing more.
+            setattr(param, "display_type_rich", lambda ctx: None)  # noqa: B010
+    settings = {**(settings or {}), **command.context_settings}
+    context = command.context_class(command, **settings)
+    help_option = command.get_help_option(context)
+    if help_option is not None:
+        help_option.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _plain_metavars(sub, settings)
+
+
 def main() -> None:
-    app()
+    command = typer.main.get_command(app)
+    _plain_metavars(command)
+    command(prog_name="multiarch-mirror")
