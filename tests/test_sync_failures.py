@@ -194,8 +194,9 @@ def test_a_dependent_image_builds_on_its_mirrored_base_of_the_same_version(
             """
         )
     )
-    result = run_cli("--config", str(tmp_path / "mirror.yaml"), "sync", timeout=600)
+    result = run_cli("--config", str(tmp_path / "mirror.yaml"), "-v", "sync", timeout=600)
     assert result.returncode == 0, result.stderr
+    assert "duo/app-base 1.0.0 linux/arm64 | STEP 1/" in result.stderr  # build output, by job
     assert tags(f"{target}/app-base") == ["1.0.0", "latest"]
     assert tags(f"{target}/app") == ["1.0.0", "latest"]
     pull_platform(f"{target}/app:1.0.0", "arm64", tmp_path / "layout")

@@ -326,7 +326,18 @@ class Pipeline:
                     continue
                 done[first.image] = await self.run_group(group, report)
 
-        await asyncio.gather(*(one_version(groups) for groups in by_version.values()))
+        async def guarded(groups: list[list[PlanJob]]) -> None:
+            # A bug or an OS error in one app is reported as that app's failure: the other
+            # apps of the run still finish.
+            try:
+                await one_version(groups)
+            except Exception as exc:
+                log.debug("unexpected failure in %s", report.app, exc_info=True)
+                report.errors.append(
+                    f"{groups[0][0].version}: unexpected {type(exc).__name__}: {exc}"
+                )
+
+        await asyncio.gather(*(guarded(groups) for groups in by_version.values()))
         report.seconds = round(time.monotonic() - started, 2)
         report.status = "failed" if report.errors else "updated"
 
