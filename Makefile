@@ -52,6 +52,7 @@ bench: deps
 	$(BIN)/python bench/copy.py
 	$(BIN)/python bench/check.py
 	$(BIN)/python bench/build.py
+	$(BIN)/python bench/assemble.py
 
 # Regenerate the catalog reference from the config models' JSON Schema.
 docs: venv
