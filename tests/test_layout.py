@@ -231,3 +231,10 @@ async def test_a_layer_digest_does_not_resolve_as_a_manifest(tmp_path: Path) -> 
     assert await store.resolve(desc.digest) is None
     with pytest.raises(LayoutError, match=f"no manifest '{desc.digest}'"):
         await store.get_manifest(desc.digest)
+
+
+async def test_a_malformed_index_json_is_reported_naming_the_file(tmp_path: Path) -> None:
+    (tmp_path / "index.json").write_text('{"schemaVersion": 2, "manifests": [{"digest": 1}]}')
+
+    with pytest.raises(LayoutError, match=r"index\.json holds a malformed descriptor"):
+        await LayoutStore(tmp_path).list_tags()

@@ -18,6 +18,8 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from multiarch_mirror.errors import MirrorError, UsageError
 from multiarch_mirror.oci.media import INDEX_TYPES, MANIFEST_TYPES, Descriptor, MediaType
 from multiarch_mirror.oci.reference import validate_digest, validate_tag
@@ -113,7 +115,12 @@ class LayoutStore:
         return doc
 
     def _entries(self) -> list[Descriptor]:
-        return [Descriptor.model_validate(entry) for entry in self._read_index()["manifests"]]
+        try:
+            return [Descriptor.model_validate(entry) for entry in self._read_index()["manifests"]]
+        except ValidationError as exc:
+            raise LayoutError(
+                f"{self.root / 'index.json'} holds a malformed descriptor: {exc}"
+            ) from None
 
     def _tagged(self, tag: str) -> Descriptor | None:
         ref_name = self._ref_name(tag)
