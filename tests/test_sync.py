@@ -224,6 +224,7 @@ def test_the_report_lists_builds_index_digest_and_tags(
         ("1.0.0", "linux/amd64"),
         ("1.0.0", "linux/arm64"),
     }
+    assert app["versions_built"] == ["1.0.0"]
     (published,) = app["published"]
     assert published["tags"] == ["1.0.0", "latest"]
     assert published["digest"] == digest_of(f"{mirror.target}/hello:1.0.0")

@@ -158,17 +158,15 @@ RUN ["/bin/busybox", "sh", "-c", "cp /etc/base-marker /etc/seen-base"]
 """
 
 
-def test_a_dependent_image_builds_on_its_mirrored_base_of_the_same_version(
-    tmp_path: Path, registry: Registry, releases: Upstream, busybox_base: str
-) -> None:
-    repo = make_upstream_repo(tmp_path / "repo", [])
+def duo_catalog(root: Path, target: str, releases: Upstream, busybox_base: str) -> Path:
+    """An app of two images: `app` builds FROM this app's mirrored `app-base`, same version."""
+    repo = make_upstream_repo(root / "repo", [])
     (repo / "Dockerfile.base").write_text(BASE_DOCKERFILE)
     (repo / "Dockerfile").write_text(APP_DOCKERFILE)
     add_release(repo, "1.0.0")
-    target = f"{registry.host}/dependent{next(_targets)}"
-    (tmp_path / "apps" / "duo").mkdir(parents=True)
-    (tmp_path / "mirror.yaml").write_text(f"target: {target}\n")
-    (tmp_path / "apps" / "duo" / "app.yaml").write_text(
+    (root / "apps" / "duo").mkdir(parents=True)
+    (root / "mirror.yaml").write_text(f"target: {target}\nstate_dir: {root / 'state'}\n")
+    (root / "apps" / "duo" / "app.yaml").write_text(
         textwrap.dedent(
             f"""\
             name: duo
@@ -194,14 +192,48 @@ def test_a_dependent_image_builds_on_its_mirrored_base_of_the_same_version(
             """
         )
     )
-    result = run_cli("--config", str(tmp_path / "mirror.yaml"), "-v", "sync", timeout=600)
+    return root / "mirror.yaml"
+
+
+def saw_the_base(target: str, workdir: Path) -> bytes:
+    """What the arm64 `app` image's RUN copied from its base."""
+    pull_platform(f"{target}/app:1.0.0", "arm64", workdir)
+    return read_from_layer(top_layer(workdir, "arm64"), "etc/seen-base")
+
+
+def test_a_dependent_image_builds_on_its_mirrored_base_of_the_same_version(
+    tmp_path: Path, registry: Registry, releases: Upstream, busybox_base: str
+) -> None:
+    target = f"{registry.host}/dependent{next(_targets)}"
+    config = duo_catalog(tmp_path, target, releases, busybox_base)
+    result = run_cli("--config", str(config), "-v", "sync", timeout=600)
     assert result.returncode == 0, result.stderr
     assert "duo/app-base 1.0.0 linux/arm64 | STEP 1/" in result.stderr  # build output, by job
     assert tags(f"{target}/app-base") == ["1.0.0", "latest"]
     assert tags(f"{target}/app") == ["1.0.0", "latest"]
-    pull_platform(f"{target}/app:1.0.0", "arm64", tmp_path / "layout")
-    seen = read_from_layer(top_layer(tmp_path / "layout", "arm64"), "etc/seen-base")
-    assert seen == b"made-by-base\n"
+    assert saw_the_base(target, tmp_path / "layout") == b"made-by-base\n"
+
+
+def test_ci_waves_of_stage_commands_publish_the_base_before_building_its_dependent(
+    tmp_path: Path, registry: Registry, releases: Upstream, busybox_base: str
+) -> None:
+    target = f"{registry.host}/waves{next(_targets)}"
+    config = duo_catalog(tmp_path, target, releases, busybox_base)
+    plan_file, digests = tmp_path / "plan.json", tmp_path / "digests"
+
+    def stage(*args: str) -> None:
+        result = run_cli("--config", str(config), *args, timeout=600)
+        assert result.returncode == 0, result.stderr
+
+    stage("plan", "-o", str(plan_file))
+    jobs = json.loads(plan_file.read_text())["jobs"]
+    for image in ("app-base", "app"):
+        for job in (job for job in jobs if job["image"] == image):
+            stage("build", "--plan", str(plan_file), "--job", job["id"], "--digests", str(digests))
+        stage("publish", "--plan", str(plan_file), "--digests", str(digests), "--image", image)
+    assert tags(f"{target}/app-base") == ["1.0.0", "latest"]
+    assert tags(f"{target}/app") == ["1.0.0", "latest"]
+    assert saw_the_base(target, tmp_path / "layout") == b"made-by-base\n"
 
 
 def test_one_apps_failure_does_not_stop_the_others_and_the_summary_names_it(

@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 from rich.console import Console
 from rich.table import Table
 
@@ -45,8 +45,10 @@ class AppReport(BaseModel):
     errors: list[str] = Field(default_factory=list)
     seconds: float = 0.0
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def versions_built(self) -> list[str]:
+        """Versions published by this run (every platform built, index tagged)."""
         return sorted({entry.version for entry in self.published})
 
 
