@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from pathlib import Path
 
@@ -270,3 +271,29 @@ def test_smoke_expect_may_not_name_an_image_outside_depends_on(tmp_path: Path) -
     app = MINIMAL_APP + "    smoke: {command: [x], expect: '{image:other}'}\n"
     message = config_error(tmp_path, app)
     assert "images[0]: smoke.expect: {image:other} in '{image:other}': no such image" in message
+
+
+def test_mirror_yaml_recipes_pick_an_images_alternative() -> None:
+    config = REPO / "examples" / "mirror.ghcr.yaml"
+    default = load_catalog(config)
+    image = default.apps["mattermost"].images[0]
+    assert isinstance(default.recipe(image), DockerfileRecipe)
+    picked = default.mirror.model_copy(update={"recipes": {"mattermost": "assemble"}})
+    chosen = type(default)(config_path=config, mirror=picked, apps=default.apps)
+    assert isinstance(chosen.recipe(image), AssembleRecipe)
+
+
+@pytest.mark.parametrize(
+    ("recipes", "message"),
+    [
+        ("{nosuch: assemble}", "recipes.nosuch: no image 'nosuch' in the catalog (images: demo)"),
+        ("{demo: fast}", "recipes.demo: image 'demo' has no recipe 'fast'; alternatives: none"),
+    ],
+)
+def test_mirror_yaml_recipes_must_name_an_image_and_one_of_its_alternatives(
+    tmp_path: Path, recipes: str, message: str
+) -> None:
+    config = write_catalog(tmp_path)
+    config.write_text(config.read_text() + f"recipes: {recipes}\n")
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_catalog(config)

@@ -40,10 +40,10 @@ class Mirror:
     upstream: Upstream
     proxy: FaultProxy
 
-    def sync(self, *args: str, state: str = "state") -> tuple[str, dict[str, Any]]:
-        """Run `sync` with its own catalog copy whose state dir is `root/<state>`."""
+    def sync(self, *args: str, state: str = "state", extra: str = "") -> tuple[str, dict[str, Any]]:
+        """Run `sync` with a mirror.yaml of its own (state dir `root/<state>`, plus `extra`)."""
         config = self.root / f"mirror-{state}.yaml"
-        config.write_text(f"target: {self.target}\nstate_dir: {self.root / state}\n")
+        config.write_text(f"target: {self.target}\nstate_dir: {self.root / state}\n{extra}")
         report = self.root / "report.json"
         report.unlink(missing_ok=True)
         result = run_cli(
@@ -77,40 +77,53 @@ def publish_release(upstream: Upstream, version: str, busybox: dict[str, Path]) 
     upstream.json("/repos/acme/hello/releases", [github_release(f"v{version}", days=30)])
 
 
-def write_app(root: Path, upstream: str, *, checksum: str | None = None) -> None:
-    """The app's catalog entry; `checksum` replaces the artifact's checksums_url line."""
+def write_app(
+    root: Path, upstream: str, *, checksum: str | None = None, as_alternative: bool = False
+) -> None:
+    """The app's catalog entry; `checksum` replaces the artifact's checksums_url line. With
+    `as_alternative`, the default recipe is a Dockerfile one that cannot build (its repository
+    does not exist) and `assemble` is the alternative of that name."""
     checksum = checksum or f"checksums_url: '{upstream}/download/v{{version}}/SHA256SUMS'"
+    assemble = textwrap.dedent(
+        f"""        kind: assemble
+        base: scratch
+        artifacts:
+          - url: '{upstream}/download/v{{version}}/hello-{{version}}-linux-{{arch}}.tar.gz'
+            format: tar.gz
+            {checksum}
+            strip_components: 1
+            dest: /app
+        uid: 1000
+        gid: 1000
+        config:
+          entrypoint: [/app/bin/busybox]
+          cmd: [uname, -m]
+          user: '1000:1000'
+        """
+    )
+    if as_alternative:
+        recipes = (
+            f"    recipe: {{kind: dockerfile, git: {root / 'no-such-repo'}, ref: v1}}\n"
+            "    alternatives:\n      assemble:\n" + textwrap.indent(assemble, " " * 8)
+        )
+    else:
+        recipes = "    recipe:\n" + textwrap.indent(assemble, " " * 6)
     (root / "apps" / "hello").mkdir(parents=True)
     (root / "apps" / "hello" / "app.yaml").write_text(
         textwrap.dedent(
-            f"""\
-            name: hello
+            f"""            name: hello
             upstream:
               source: github-releases
               repo: acme/hello
               base_url: {upstream}
             images:
               - name: hello
-                recipe:
-                  kind: assemble
-                  base: scratch
-                  artifacts:
-                    - url: '{upstream}/download/v{{version}}/hello-{{version}}-linux-{{arch}}.tar.gz'
-                      format: tar.gz
-                      {checksum}
-                      strip_components: 1
-                      dest: /app
-                  uid: 1000
-                  gid: 1000
-                  config:
-                    entrypoint: [/app/bin/busybox]
-                    cmd: [uname, -m]
-                    user: '1000:1000'
                 smoke:
                   command: [/app/bin/busybox, cat, /app/VERSION]
                   expect: '^{{version}}$'
             """
         )
+        + recipes
     )
 
 
@@ -236,3 +249,17 @@ def test_an_artifact_without_checksum_is_published_and_the_report_says_so(
         f"artifact not checksum-verified (insecure_skip_checksum): {url}"
     ]
     assert f"note: hello/hello {VERSION} linux/arm64: artifact not checksum-verified" in console
+
+
+def test_mirror_yaml_picks_the_assemble_alternative_over_the_default_recipe(
+    mirror: Mirror, first_sync: dict[str, Any], tmp_path: Path
+) -> None:
+    write_app(tmp_path, mirror.upstream.url, as_alternative=True)
+    chosen = Mirror(tmp_path, f"{mirror.proxy.host}/chosen", mirror.upstream, mirror.proxy)
+    _, report = chosen.sync(extra="recipes: {hello: assemble}\n")
+    (app,) = report["apps"]
+    assert (app["status"], app["errors"]) == ("updated", [])
+    # The same inputs through the same builder: the very index the assemble-only app got.
+    assert index_digest(f"{chosen.target}/hello:{VERSION}") == index_digest(
+        f"{mirror.target}/hello:{VERSION}"
+    )

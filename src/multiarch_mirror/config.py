@@ -674,6 +674,11 @@ class MirrorConfig(_Strict):
     max_versions: int = Field(default=10, ge=1)
     apps_dir: str = "apps"
     state_dir: str = ".mirror-state"
+    recipes: dict[str, str] = Field(
+        default_factory=dict,
+        description="Build an image with one of its `alternatives` (IMAGE: NAME, e.g. "
+        "`mattermost: assemble`) instead of its `recipe`",
+    )
 
 
 # --- resolved view -------------------------------------------------------------------------
@@ -738,6 +743,11 @@ class Catalog:
             path = (self.root / target[len("oci:") :]).resolve()
             return TargetRepository(LayoutReference(str(path)), namespace=image)
         return TargetRepository(Reference.parse(f"{target}/{image}", default_tag=None))
+
+    def recipe(self, image: ImageSpec) -> DockerfileRecipe | AssembleRecipe:
+        """The recipe this mirror builds `image` with: its own, or the alternative picked in
+        `mirror.yaml`'s `recipes`."""
+        return image.recipe_named(self.mirror.recipes.get(image.name))
 
     def platforms(self, image: ImageSpec) -> list[Platform]:
         return list(image.platforms or self.mirror.platforms)
@@ -908,6 +918,17 @@ def load_catalog(config_path: Path) -> Catalog:
                 )
             owners[image.name] = file
         apps[app.name] = app
+    images = {image.name: image for app in apps.values() for image in app.images}
+    for name, choice in mirror.recipes.items():
+        if name not in images:
+            raise ConfigError(
+                f"{_shown(config_path)}: recipes.{name}: no image {name!r} in the catalog "
+                f"(images: {', '.join(sorted(images)) or 'none'})"
+            )
+        try:
+            images[name].recipe_named(choice)
+        except UsageError as exc:
+            raise ConfigError(f"{_shown(config_path)}: recipes.{name}: {exc}") from None
     return Catalog(config_path=config_path, mirror=mirror, apps=apps)
 
 

@@ -160,7 +160,7 @@ class Pipeline:
             context = self.catalog.template_context(app, build_job.version, build_job.platform)
             return context.render(text)
 
-        recipe = image.recipe
+        recipe = self.catalog.recipe(image)
         if isinstance(recipe, AssembleRecipe):
             release_times = {job.version: job.published} if job.published else {}
             assemble = AssembleSettings(
