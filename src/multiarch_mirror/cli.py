@@ -113,14 +113,6 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
-        except UsageError as exc:
-            stderr.print(
-                f"[bold red]error:[/] {escape(str(exc))}",
-                markup=True,
-                highlight=False,
-                soft_wrap=True,
-            )
-            raise typer.Exit(2) from None
         except MirrorError as exc:
             stderr.print(
                 f"[bold red]error:[/] {escape(str(exc))}",
@@ -128,7 +120,7 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
                 highlight=False,
                 soft_wrap=True,
             )
-            raise typer.Exit(1) from None
+            raise typer.Exit(2 if isinstance(exc, UsageError) else 1) from None
 
     return wrapper
 
