@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from typer.testing import CliRunner
 
 from multiarch_mirror.cli import app
+from multiarch_mirror.oci.layout import LayoutStore
+from multiarch_mirror.oci.media import Descriptor, MediaType
 from tests.support.fixture_images import FixtureImage
 from tests.support.registry import Registry
 
@@ -135,3 +139,37 @@ def test_inspect_of_a_missing_tag_names_the_registry_and_tag(registry: Registry)
 
     assert result.exit_code == 1
     assert f"2.0 on {registry.host}/cli-inspect/absent" in result.stderr
+
+
+def test_inspect_of_an_artifact_shows_its_config_type_and_no_platform(tmp_path: Path) -> None:
+    signature_type = "application/vnd.example.signature.v1+json"
+
+    config = Descriptor.of(b"{}", MediaType.OCI_EMPTY)
+    layer = Descriptor.of(b"sig", signature_type)
+
+    async def once(data: bytes) -> AsyncIterator[bytes]:
+        yield data
+
+    async def store_artifact() -> None:
+        store = LayoutStore(tmp_path)
+        await store.write_blob(config, once(b"{}"))
+        await store.write_blob(layer, once(b"sig"))
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": MediaType.OCI_MANIFEST,
+            "artifactType": signature_type,
+            "config": config.to_dict(),
+            "layers": [layer.to_dict()],
+        }
+        await store.put_manifest(json.dumps(manifest).encode(), MediaType.OCI_MANIFEST, tag="sig")
+
+    asyncio.run(store_artifact())
+
+    shown = runner.invoke(app, ["inspect", f"oci:{tmp_path}:sig"])
+    doc = json.loads(runner.invoke(app, ["--json", "inspect", f"oci:{tmp_path}:sig"]).stdout)
+
+    assert shown.exit_code == 0, shown.stderr
+    assert "none (artifact)" in shown.stdout
+    assert MediaType.OCI_EMPTY in shown.stdout
+    assert doc["image"]["platform"] is None
+    assert doc["image"]["layers"][0]["mediaType"] == signature_type

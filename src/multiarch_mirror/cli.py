@@ -231,13 +231,14 @@ def _print_columns(rows: Sequence[tuple[str, ...]]) -> None:
 
 
 def _render_image(details: ImageDetails) -> None:
-    config = details.config
-    runtime = config.config
     stdout.print(
-        f"[bold]{config.platform}[/]  {details.descriptor.digest}", highlight=False, soft_wrap=True
+        f"[bold]{details.platform}[/]  {details.descriptor.digest}", highlight=False, soft_wrap=True
     )
+    config = details.config
+    runtime = config.config if config else None
     rows = [
-        ("created", config.created),
+        ("config", None if config else details.config_type),
+        ("created", config.created if config else None),
         ("entrypoint", json.dumps(runtime.entrypoint) if runtime and runtime.entrypoint else None),
         ("cmd", json.dumps(runtime.cmd) if runtime and runtime.cmd else None),
         ("workdir", runtime.working_dir if runtime else None),

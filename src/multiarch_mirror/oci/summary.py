@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from multiarch_mirror.oci.copy import PlatformNotFoundError, read_small_blob
+from multiarch_mirror.oci.copy import IMAGE_CONFIG_TYPES, PlatformNotFoundError, read_small_blob
 from multiarch_mirror.oci.media import (
     Descriptor,
     ImageConfig,
@@ -42,21 +42,30 @@ class PlatformEntry:
 
 @dataclass(frozen=True)
 class ImageDetails:
-    """One platform's image: its manifest, config and layers."""
+    """One platform's image: its manifest, config and layers.
+
+    `config` is None for an artifact (a signature, an SBOM…), whose config is no image config.
+    """
 
     descriptor: Descriptor
     raw: bytes
-    config: ImageConfig
+    config: ImageConfig | None
+    config_type: str
     layers: list[Descriptor]
 
+    @property
+    def platform(self) -> str:
+        return str(self.config.platform) if self.config else "none (artifact)"
+
     def to_dict(self) -> dict[str, Any]:
-        runtime = self.config.config.to_dict() if self.config.config else {}
+        runtime = self.config.config.to_dict() if self.config and self.config.config else {}
         return {
             "digest": self.descriptor.digest,
             "mediaType": self.descriptor.media_type,
             "size": self.descriptor.size,
-            "platform": str(self.config.platform),
-            "created": self.config.created,
+            "platform": str(self.config.platform) if self.config else None,
+            "configMediaType": self.config_type,
+            "created": self.config.created if self.config else None,
             "config": runtime,
             "layers": [
                 {"digest": d.digest, "mediaType": d.media_type, "size": d.size} for d in self.layers
@@ -96,9 +105,9 @@ async def summarize(store: Store, reference: str, platform: Platform | None = No
     parsed = parse_manifest(raw, desc.media_type)
     if isinstance(parsed, Manifest):
         details = await _details(store, desc, raw, parsed)
-        if platform and not details.config.platform.matches(platform):
+        if platform and not (details.config and details.config.platform.matches(platform)):
             raise PlatformNotFoundError(
-                f"{where} is a single-platform image for {details.config.platform}, not {platform}"
+                f"{where} is a single manifest for platform {details.platform}, not {platform}"
             )
         return ImageSummary(where, desc, raw, platforms=None, image=details)
     entries = await asyncio.gather(*(_entry(store, child) for child in parsed.manifests))
@@ -127,5 +136,15 @@ async def _platform_details(
 
 
 async def _details(store: Store, desc: Descriptor, raw: bytes, manifest: Manifest) -> ImageDetails:
-    config = parse_config(await read_small_blob(store, manifest.config))
-    return ImageDetails(descriptor=desc, raw=raw, config=config, layers=list(manifest.layers))
+    config = (
+        parse_config(await read_small_blob(store, manifest.config))
+        if manifest.config.media_type in IMAGE_CONFIG_TYPES
+        else None
+    )
+    return ImageDetails(
+        descriptor=desc,
+        raw=raw,
+        config=config,
+        config_type=manifest.config.media_type,
+        layers=list(manifest.layers),
+    )
