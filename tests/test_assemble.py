@@ -27,6 +27,7 @@ from multiarch_mirror.oci.client import RegistryClient
 from multiarch_mirror.oci.layout import LayoutStore
 from multiarch_mirror.oci.media import (
     Descriptor,
+    ImageConfig,
     ImageIndex,
     Manifest,
     MediaType,
@@ -157,6 +158,10 @@ async def manifest_of(target: Store, desc: Descriptor) -> Manifest:
     return parsed
 
 
+async def config_of(target: Store, desc: Descriptor) -> ImageConfig:
+    return parse_config(await read_blob(target, (await manifest_of(target, desc)).config))
+
+
 async def unpack(target: Store, desc: Descriptor, root: Path) -> Path:
     """The image's layers unpacked (in order) under `root`, with GNU tar."""
     root.mkdir()
@@ -257,9 +262,7 @@ async def test_history_describes_the_added_layer_and_the_config(
 ) -> None:
     target = store(registry, client, "history/fixture")
     result = await builder(recipe(upstream), client, tmp_path).assemble(job(ARM64), target)
-    config = parse_config(
-        await read_blob(target, (await manifest_of(target, result.descriptor)).config)
-    )
+    config = await config_of(target, result.descriptor)
     assert config.history is not None
     layer_entry, config_entry = config.history
     assert layer_entry.created == "2024-11-30T20:53:20Z"
@@ -285,9 +288,7 @@ async def test_base_env_and_command_are_kept_unless_overridden(
     plain = recipe(upstream, base=base_image, config={"env": {"APP_VERSION": "{version}"}})
     target = store(registry, client, "plain/fixture")
     result = await builder(plain, client, tmp_path).assemble(job(ARM64), target)
-    config = parse_config(
-        await read_blob(target, (await manifest_of(target, result.descriptor)).config)
-    )
+    config = await config_of(target, result.descriptor)
     assert config.config is not None
     assert config.config.env == ["PATH=/bin", "APP_VERSION=1.4.2"]
     assert config.config.cmd == ["/bin/busybox", "sh"]
@@ -524,7 +525,7 @@ async def test_mattermost_assemble_recipe_matches_the_vendor_image(
     target = store(registry, client, "mattermost/assembled")
     result = await builder(local, client, tmp_path).assemble(job(ARM64), target)
     manifest = await manifest_of(target, result.descriptor)
-    config = parse_config(await read_blob(target, manifest.config)).config
+    config = (await config_of(target, result.descriptor)).config
     assert config is not None
     assert config.user == "2000:2000"
     assert config.entrypoint == ["/entrypoint.sh"]
