@@ -31,6 +31,9 @@ from multiarch_mirror.oci.media import Descriptor, MediaType
 #: The pinned compressor settings. isal's threaded writer compresses fixed-size blocks, each
 #: primed with the previous block's last 32 KiB, so its output depends on the level and the block
 #: size but not on the thread count. Level 2 is as fast as level 1 here and compresses better.
+#: ISA-L picks SIMD kernels by CPU (AVX2, AVX-512, NEON); that they emit the same bytes is
+#: tested only on one x86-64 machine so far — compare digests across runners before relying
+#: on cross-machine identity.
 COMPRESS_LEVEL = 2
 BLOCK_SIZE = 1 << 20
 _RECORD_SIZE = tarfile.RECORDSIZE
