@@ -254,5 +254,7 @@ def test_one_apps_failure_does_not_stop_the_others_and_the_summary_names_it(
     assert tags(repository) == ["1.0.0", "latest"]
     statuses = {app["app"]: app["status"] for app in json.loads(report.read_text())["apps"]}
     assert statuses == {"broken": "failed", "hello": "updated"}
+    assert "building hello/hello 1.0.0 linux/arm64" in result.stderr  # progress, without -v
+    assert "published hello/hello 1.0.0 as sha256:" in result.stderr
     assert "failed: broken: " in result.stderr
     assert "cannot fetch ref 'gone-1.0.0'" in one_line(result.stderr)

@@ -776,6 +776,15 @@ _NO_VERIFY = typer.Option(
 )
 
 
+def _show_progress() -> None:
+    """Builds take minutes: say on stderr what starts and what gets published, even without -v
+    (build output itself stays behind -v)."""
+    for name in ("multiarch_mirror.sync", "multiarch_mirror.publish"):
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() > logging.INFO:
+            logger.setLevel(logging.INFO)
+
+
 def _render_report(opts: GlobalOptions, report: SyncReport, report_file: Path | None) -> None:
     if report_file is not None:
         report.write(report_file)
@@ -810,6 +819,7 @@ def sync(
     binfmt_dir: Path = _BINFMT_DIR,
 ) -> None:
     """Detect, plan, build, publish and report in one go: mirror what the target lacks."""
+    _show_progress()
     opts = options(ctx)
     catalog = load_catalog(opts.config)
     sync_options = _sync_options(
@@ -855,6 +865,7 @@ def build(
     binfmt_dir: Path = _BINFMT_DIR,
 ) -> None:
     """Build one plan job and push it by digest (no tag): one CI matrix cell."""
+    _show_progress()
     opts = options(ctx)
     catalog = load_catalog(opts.config)
     the_plan = Plan.read(plan_file)
@@ -890,6 +901,7 @@ def publish(
     binfmt_dir: Path = _BINFMT_DIR,
 ) -> None:
     """Write each (image, version)'s index from the digest files, then tag it."""
+    _show_progress()
     opts = options(ctx)
     catalog = load_catalog(opts.config)
     the_plan = Plan.read(plan_file)
