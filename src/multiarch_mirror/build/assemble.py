@@ -182,11 +182,10 @@ class AssembleBuilder:
             layer = await asyncio.to_thread(self._write_layer, fetched, epoch, work / "layer")
             for warning in layer.warnings:
                 log.warning("%s: %s", job.name, warning)
-            config = self.image_config(job, base, layer, fetched, epoch)
-            manifest = _manifest(base, layer, config.to_json())
-            counts = await _push(target, base, layer, config.to_json())
-            data = manifest.to_json()
-            desc = await target.put_manifest(data, MediaType.OCI_MANIFEST)
+            config = self.image_config(job, base, layer, fetched, epoch).to_json()
+            manifest = _manifest(base, layer, config).to_json()
+            counts = await _push(target, base, layer, config)
+            desc = await target.put_manifest(manifest, MediaType.OCI_MANIFEST)
         finally:
             await asyncio.to_thread(shutil.rmtree, work, True)
         return AssembleResult(
