@@ -199,3 +199,27 @@ def test_copy_to_an_https_registry_with_an_untrusted_certificate_fails_naming_it
     assert result.exit_code == 1
     assert tls_registry.host in result.stderr
     assert "certificate" in result.stderr.lower()
+
+
+def test_copy_to_a_digest_pushes_by_digest_without_a_tag(
+    registry: Registry, fixture_image: FixtureImage
+) -> None:
+    repo = f"{registry.host}/cli-by-digest/busybox"
+
+    pushed = runner.invoke(app, ["copy", fixture_image.location, f"{repo}@{fixture_image.digest}"])
+    narrowed = runner.invoke(
+        app,
+        [
+            "copy",
+            fixture_image.location,
+            f"{repo}@{fixture_image.digest}",
+            "--platform",
+            "linux/arm64",
+        ],
+    )
+    listed = runner.invoke(app, ["--json", "tags", repo])
+
+    assert pushed.exit_code == 0, pushed.stderr
+    assert json.loads(listed.stdout) == []
+    assert narrowed.exit_code == 1
+    assert f"not the digest {repo}@{fixture_image.digest} names" in narrowed.stderr
