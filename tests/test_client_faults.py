@@ -164,7 +164,9 @@ async def test_retry_after_from_a_429_holds_back_every_request_to_that_host(
 async def test_retry_after_as_an_http_date_is_honoured(
     store: RegistryStore, proxy: FaultProxy
 ) -> None:
-    when = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 2))
+    # An HTTP date has whole seconds: 3 s ahead is at least 2 s ahead once truncated, so the
+    # check below holds however late the first request goes out (within a second).
+    when = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 3))
     proxy.add(FaultPlan(Fault.throttle(when), match=r"GET .*/tags/list", limit=1))
 
     assert await store.list_tags() == []
