@@ -81,7 +81,7 @@ app = typer.Typer(
 )
 
 stdout = Console()
-stderr = Console(stderr=True)
+stderr = Console(stderr=True, soft_wrap=True)  # messages stay whole lines for logs and grep
 
 
 @dataclass
