@@ -442,3 +442,21 @@ def test_apps_sharing_an_upstream_share_one_request(
         ("twin", ["1.2.0", "1.1.0", "1.0.0"]),
     ]
     assert len(upstream.requests_to("/repos/acme/hello/releases")) == 1
+
+
+def test_a_target_that_cannot_be_listed_claims_nothing_missing(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    upstream.json("/repos/acme/hello/releases", RELEASES[:1])
+    config = catalog(tmp_path, "oci:./out", upstream)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    (tmp_path / "out" / "index.json").write_text("{not json")
+    code, (status,), _ = check_json(config)
+    assert code == 1
+    assert status["status"] == "error"
+    assert "index.json" in status["error"]
+    assert status["upstream"] == ["1.2.0"]
+    assert (status["missing"], status["latest"]) == ([], None)
+    code, plan, _ = plan_json(config, tmp_path)
+    assert (code, plan) == (1, {"jobs": []})

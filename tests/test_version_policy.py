@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from multiarch_mirror.versions.policy import Release, Version, VersionPolicy
+from multiarch_mirror.versions.policy import Release, Version, VersionPolicy, tag_order
 
 
 def ordered(*texts: str) -> list[str]:
@@ -87,3 +87,15 @@ def test_custom_tag_pattern_extracts_the_version_group() -> None:
 def test_same_version_under_two_tags_is_kept_once() -> None:
     selected = VersionPolicy().select([Release("v1.0.0"), Release("1.0.0")])
     assert [c.release.tag for c in selected] == ["v1.0.0"]
+
+
+def test_tags_are_listed_versions_first_by_precedence_then_the_rest() -> None:
+    tags = ["latest", "1.10.0", "nightly", "1.9.0", "2.0.0-rc.1", "1.2.3_build.5"]
+    assert tag_order(tags) == [
+        "1.2.3_build.5",
+        "1.9.0",
+        "1.10.0",
+        "2.0.0-rc.1",
+        "latest",
+        "nightly",
+    ]

@@ -63,6 +63,7 @@ from multiarch_mirror.sync import SyncOptions, build_stage, publish_stage, sync_
 from multiarch_mirror.sync import sync as run_sync
 from multiarch_mirror.verify import BINFMT_DIR
 from multiarch_mirror.versions.http import UpstreamHttp
+from multiarch_mirror.versions.policy import tag_order
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -327,7 +328,7 @@ def tags(
         async with _stores(opts) as stores:
             return await stores.open(location, namespace).list_tags()
 
-    found = asyncio.run(run())
+    found = tag_order(asyncio.run(run()))
     if opts.json:
         emit_json(found)
     else:

@@ -129,15 +129,18 @@ class ImageState:
         return max([c.version for c in self.candidates] + self.mirrored, default=None)
 
     def status(self) -> ImageStatus:
-        latest = self.latest
-        state: Status = "error" if self.error else "outdated" if self.missing else "up-to-date"
+        # After an error, one side of the comparison is unknown: claim nothing is missing
+        # and name no `latest` rather than guess.
+        latest = None if self.error else self.latest
+        missing = [] if self.error else self.missing
+        state: Status = "error" if self.error else "outdated" if missing else "up-to-date"
         return ImageStatus(
             app=self.app.name,
             image=self.image.name,
             repository=str(self.repository),
             upstream=[c.version.text for c in self.candidates],
             mirrored=[v.text for v in self.mirrored],
-            missing=[c.version.text for c in self.missing],
+            missing=[c.version.text for c in missing],
             latest=latest.text if latest else None,
             status=state,
             error=self.error,

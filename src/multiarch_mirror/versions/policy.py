@@ -119,6 +119,14 @@ class Version:
         return self.text
 
 
+def tag_order(tags: Iterable[str]) -> list[str]:
+    """Tags as people read them: versions oldest to newest by precedence, then the others
+    (`latest`, `nightly`, …) alphabetically."""
+    parsed = [(tag, Version.maybe(tag.replace("_", "+"))) for tag in tags]
+    versions = sorted((v, t) for t, v in parsed if v is not None)
+    return [t for _, t in versions] + sorted(t for t, v in parsed if v is None)
+
+
 @dataclass(frozen=True)
 class Release:
     """One candidate from an upstream source: the tag as named there, with what else it told."""
