@@ -99,3 +99,11 @@ def test_doctor_reports_an_unreachable_target(tmp_path: Path) -> None:
     target = json.loads(result.stdout)["target"]
     assert (target["reachable"], target["push"]) == (False, False)
     assert "127.0.0.1" in target["problem"]
+
+
+def test_problems_are_printed_literally_even_with_brackets(tmp_path: Path) -> None:
+    binfmt = tmp_path / "binfmt[red]"
+    binfmt.mkdir()
+    result = doctor("doctor", "--binfmt-dir", str(binfmt), "--platform", "linux/arm64")
+    assert result.returncode == 1
+    assert f"no enabled qemu-aarch64 handler in {binfmt};" in result.stderr

@@ -107,6 +107,11 @@ def emit_json(value: Any) -> None:
     sys.stdout.flush()
 
 
+def complain(label: str, text: str) -> None:
+    """One red-labelled line on stderr; `text` is printed literally (never read as markup)."""
+    stderr.print(f"[bold red]{label}:[/] {escape(text)}", highlight=False)
+
+
 def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Turn library errors into a one-line message and the documented exit code."""
 
@@ -115,12 +120,7 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except MirrorError as exc:
-            stderr.print(
-                f"[bold red]error:[/] {escape(str(exc))}",
-                markup=True,
-                highlight=False,
-                soft_wrap=True,
-            )
+            complain("error", str(exc))
             raise typer.Exit(2 if isinstance(exc, UsageError) else 1) from None
 
     return wrapper
@@ -467,11 +467,7 @@ def _report_errors(statuses: Sequence[ImageStatus]) -> None:
         if status.error:
             failed.setdefault((status.app, status.error), []).append(status.image)
     for (app_name, error), images in failed.items():
-        stderr.print(
-            f"[bold red]error:[/] {escape(app_name)} ({escape(', '.join(images))}): "
-            f"{escape(error)}",
-            highlight=False,
-        )
+        complain("error", f"{app_name} ({', '.join(images)}): {error}")
     if failed:
         raise typer.Exit(1)
 
@@ -644,7 +640,7 @@ def doctor(
             stdout.print(target_table)
     if not report.ok:
         for problem in report.problems():
-            stderr.print(f"[bold red]problem:[/] {problem}", markup=True, highlight=False)
+            complain("problem", problem)
         raise typer.Exit(1)
 
 
@@ -737,7 +733,7 @@ def verify(
                 )
     failures = [f"{r.reference}: {line}" for r in reports for line in r.failures()]
     for line in failures:
-        stderr.print(f"[bold red]failed:[/] {escape(line)}", markup=True, highlight=False)
+        complain("failed", line)
     if failures:
         raise typer.Exit(1)
 
@@ -794,7 +790,7 @@ def _render_report(opts: GlobalOptions, report: SyncReport, report_file: Path | 
     else:
         render_report(report, stdout)
     for failure in report.failures():
-        stderr.print(f"[bold red]failed:[/] {escape(failure)}", highlight=False)
+        complain("failed", failure)
     if not report.ok:
         raise typer.Exit(1)
 
