@@ -22,6 +22,7 @@ from multiarch_mirror.build.assemble import (
     AssembleSettings,
     source_date_epoch,
 )
+from multiarch_mirror.build.layers import ArchiveLimits
 from multiarch_mirror.config import AssembleRecipe, load_app
 from multiarch_mirror.oci.client import RegistryClient
 from multiarch_mirror.oci.layout import LayoutStore
@@ -416,29 +417,65 @@ async def test_truncated_download_pushes_nothing(
     assert not repository_exists(registry, "truncated/fixture")
 
 
+def _entry(name: str, data: bytes = b"", **attrs: Any) -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    for key, value in attrs.items():
+        setattr(info, key, value)
+    return info, data
+
+
+#: One unsafe archive per rule, and the entry its refusal must name.
+UNSAFE_ARCHIVES = {
+    "path traversal": ([_entry("fixture/../../etc/passwd")], "fixture/../../etc/passwd"),
+    "absolute symlink": (
+        [_entry("fixture/bin/sh", type=tarfile.SYMTYPE, linkname="/bin/busybox")],
+        "fixture/bin/sh",
+    ),
+    "hard link outside": (
+        [_entry("fixture/shadow", type=tarfile.LNKTYPE, linkname="../etc/shadow")],
+        "fixture/shadow",
+    ),
+    "device node": (
+        [_entry("fixture/dev/sda", type=tarfile.BLKTYPE, devmajor=8, devminor=0)],
+        "fixture/dev/sda",
+    ),
+    "setuid file": ([_entry("fixture/bin/su", b"\x7fELF", mode=0o4755)], "fixture/bin/su"),
+    "bomb": ([_entry("fixture/zeros", bytes(1 << 20))], "fixture/zeros"),
+}
+
+
+@pytest.mark.parametrize("case", list(UNSAFE_ARCHIVES))
 async def test_unsafe_archive_pushes_nothing_and_names_the_entry(
-    upstream: FileServer, registry: Registry, client: RegistryClient, tmp_path: Path
+    case: str, upstream: FileServer, registry: Registry, client: RegistryClient, tmp_path: Path
 ) -> None:
+    members, entry = UNSAFE_ARCHIVES[case]
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        info = tarfile.TarInfo("fixture/../../etc/passwd")
-        tar.addfile(info, io.BytesIO(b""))
-    upstream.files["/evil/app.tar.gz"] = buffer.getvalue()
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if info.isreg() else None)
+    path = f"/evil/{case.replace(' ', '-')}.tar.gz"
+    upstream.files[path] = buffer.getvalue()
     evil = recipe(
         upstream,
         artifacts=[
             {
-                "url": upstream.url + "/evil/app.tar.gz",
+                "url": upstream.url + path,
                 "format": "tar.gz",
+                "dest": "/app",
                 "sha256": {"linux/arm64": hashlib.sha256(buffer.getvalue()).hexdigest()},
             }
         ],
     )
-    with pytest.raises(BuildError, match=r"entry 'fixture/\.\./\.\./etc/passwd'"):
-        await builder(evil, client, tmp_path).assemble(
-            job(ARM64), store(registry, client, "evil/fixture")
+    repository = f"evil/{case.replace(' ', '-')}"
+    limits = ArchiveLimits(max_bytes=64 << 10)
+    with pytest.raises(BuildError) as caught:
+        await builder(evil, client, tmp_path, limits=limits).assemble(
+            job(ARM64), store(registry, client, repository)
         )
-    assert not repository_exists(registry, "evil/fixture")
+    assert f"entry {entry!r}" in str(caught.value)
+    assert "nothing was pushed" in str(caught.value)
+    assert not repository_exists(registry, repository)
 
 
 async def test_an_artifact_without_checksum_is_built_but_reported(

@@ -23,6 +23,7 @@ from multiarch_mirror.build.layers import (
     InlineFile,
     Layer,
     LayerOptions,
+    SetuidPolicy,
     write_layer,
 )
 
@@ -186,17 +187,36 @@ def test_truncated_archive_is_refused_naming_the_entry_being_read(tmp_path: Path
     assert "app.tar.gz" in str(caught.value)
 
 
-def test_setuid_and_setgid_bits_are_dropped_and_reported(tmp_path: Path) -> None:
+def test_setuid_file_is_refused(tmp_path: Path) -> None:
+    error = refusal(tmp_path, [member("bin/su", b"\x7fELF", mode=0o4755)])
+    assert error.entry == "bin/su"
+    assert "setuid" in str(error) and "4755" in str(error)
+
+
+def test_setgid_directory_is_refused(tmp_path: Path) -> None:
+    error = refusal(tmp_path, [member("var/", None, type=tarfile.DIRTYPE, mode=0o2775)])
+    assert error.entry == "var"
+
+
+def test_setuid_inline_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ArchiveError) as caught:
+        build(tmp_path, files=[InlineFile("/usr/bin/helper", b"#!/bin/sh\n", 0o4755)])
+    assert caught.value.entry == "/usr/bin/helper"
+
+
+def test_setuid_and_setgid_bits_are_dropped_and_reported_when_the_recipe_says_drop(
+    tmp_path: Path,
+) -> None:
     source = make_tar(tmp_path / "app.tar.gz", [member("bin/su", b"\x7fELF", mode=0o6755)])
-    layer = build(tmp_path, artifact(source, dest="/opt/app"))
+    layer = build(tmp_path, artifact(source, dest="/opt/app"), setuid=SetuidPolicy.DROP)
     (su,) = [m for m in read_members(layer) if m.name == "opt/app/bin/su"]
     assert su.mode == 0o755
     assert layer.warnings == ("app.tar.gz: dropped setuid/setgid bits from 'bin/su'",)
 
 
-def test_setuid_bits_are_kept_when_the_recipe_allows_them(tmp_path: Path) -> None:
+def test_setuid_bits_are_kept_when_the_recipe_says_keep(tmp_path: Path) -> None:
     source = make_tar(tmp_path / "app.tar.gz", [member("bin/su", b"\x7fELF", mode=0o4755)])
-    layer = build(tmp_path, artifact(source), allow_setuid=True)
+    layer = build(tmp_path, artifact(source), setuid=SetuidPolicy.KEEP)
     (su,) = [m for m in read_members(layer) if m.name == "bin/su"]
     assert su.mode == 0o4755
     assert layer.warnings == ()

@@ -512,7 +512,10 @@ class AssembleRecipe(_Strict):
     )
     uid: int = Field(default=0, ge=0)
     gid: int = Field(default=0, ge=0)
-    allow_setuid: bool = False
+    setuid: Literal["refuse", "drop", "keep"] = Field(
+        default="refuse",
+        description="setuid/setgid bits in artifacts or files: refuse the entry, drop the bits, or keep them",
+    )
     config: ConfigOverrides = Field(default_factory=ConfigOverrides)
 
     def templates(self) -> Iterator[tuple[str, str]]:

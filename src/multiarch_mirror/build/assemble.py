@@ -44,6 +44,7 @@ from multiarch_mirror.build.layers import (
     InlineFile,
     Layer,
     LayerOptions,
+    SetuidPolicy,
     write_layer,
 )
 from multiarch_mirror.config import Artifact as ArtifactSpec
@@ -304,7 +305,7 @@ class AssembleBuilder:
             epoch=epoch,
             uid=self.recipe.uid,
             gid=self.recipe.gid,
-            allow_setuid=self.recipe.allow_setuid,
+            setuid=SetuidPolicy(self.recipe.setuid),
             limits=self.settings.limits,
             threads=self.settings.threads,
         )

@@ -54,6 +54,17 @@ class ArchiveFormat(StrEnum):
     FILE = "file"
 
 
+class SetuidPolicy(StrEnum):
+    """What to do with setuid/setgid bits found in an artifact or set by the recipe."""
+
+    #: Refuse the entry (the default): an upstream archive rarely means to ship them.
+    REFUSE = "refuse"
+    #: Strip the bits and report each entry.
+    DROP = "drop"
+    #: Keep them: the recipe vouches for them.
+    KEEP = "keep"
+
+
 class ArchiveError(MirrorError):
     """An artifact is unsafe or unreadable; the message names the artifact and the entry."""
 
@@ -105,7 +116,7 @@ class LayerOptions:
     epoch: int = 0
     uid: int = 0
     gid: int = 0
-    allow_setuid: bool = False
+    setuid: SetuidPolicy = SetuidPolicy.REFUSE
     limits: ArchiveLimits = field(default_factory=ArchiveLimits)
     #: Compression threads; any value gives the same bytes. None: one per CPU.
     threads: int | None = None
@@ -354,10 +365,16 @@ class _Collector:
 
     def _mode(self, mode: int) -> int:
         mode = stat.S_IMODE(mode)
-        if mode & (stat.S_ISUID | stat.S_ISGID) and not self.options.allow_setuid:
-            self.warnings.append(f"{self.artifact}: dropped setuid/setgid bits from {self.entry!r}")
-            mode &= ~(stat.S_ISUID | stat.S_ISGID)
-        return mode
+        special = mode & (stat.S_ISUID | stat.S_ISGID)
+        if not special or self.options.setuid is SetuidPolicy.KEEP:
+            return mode
+        if self.options.setuid is SetuidPolicy.REFUSE:
+            raise self.refuse(
+                f"has setuid/setgid bits (mode {mode:04o}); set the recipe's `setuid: drop` to "
+                "strip them, or `setuid: keep` if the image needs them"
+            )
+        self.warnings.append(f"{self.artifact}: dropped setuid/setgid bits from {self.entry!r}")
+        return mode & ~special
 
     def _count_entry(self) -> None:
         self.total_entries += 1
