@@ -1,57 +1,68 @@
-"""Artifact downloads: verified against pinned or published checksums, refused otherwise."""
+"""Artifact downloads: streamed, verified against pinned or published checksums at their end."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from multiarch_mirror.build.artifacts import (
+    ArtifactDownload,
     ArtifactError,
     ArtifactRequest,
     ChecksumMismatchError,
+    DownloadInterruptedError,
+    Expected,
     Verification,
-    fetch_artifact,
+    expected_sha256,
     parse_checksums,
 )
 from tests.support.files import FileServer, start_file_server
 
-PAYLOAD = b"release bytes " * 10_000
+PAYLOAD = b"release bytes " * 100_000
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
+PATH = "/v1/app-linux-arm64.tar.gz"
 
 
 @pytest.fixture
 def server() -> Iterator[FileServer]:
     files = start_file_server()
-    files.files["/v1/app-linux-arm64.tar.gz"] = PAYLOAD
+    files.files[PATH] = PAYLOAD
     yield files
     files.stop()
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
+def http() -> Iterator[httpx.Client]:
+    with httpx.Client() as client:
         yield client
 
 
-def url(server: FileServer, path: str = "/v1/app-linux-arm64.tar.gz") -> str:
+def url(server: FileServer, path: str = PATH) -> str:
     return server.url + path
 
 
-async def test_pinned_checksum_is_verified(
-    server: FileServer, http: httpx.AsyncClient, tmp_path: Path
-) -> None:
-    fetched = await fetch_artifact(http, ArtifactRequest(url(server), sha256=SHA), tmp_path)
-    assert fetched.path.read_bytes() == PAYLOAD
-    assert (fetched.sha256, fetched.size) == (SHA, len(PAYLOAD))
-    assert fetched.verification is Verification.PINNED
+def download(
+    http: httpx.Client, request: ArtifactRequest, attempts: int = 3
+) -> tuple[bytes, ArtifactDownload]:
+    """Read an artifact to its end, as a layer does; returns its bytes and the download."""
+    artifact = ArtifactDownload(http, request, expected_sha256(http, request), attempts)
+    with artifact as stream:
+        data = stream.read()
+    return data, artifact
 
 
-async def test_checksums_file_entry_for_the_file_name_is_used(
-    server: FileServer, http: httpx.AsyncClient, tmp_path: Path
+def test_pinned_checksum_is_verified(server: FileServer, http: httpx.Client) -> None:
+    data, artifact = download(http, ArtifactRequest(url(server), sha256=SHA))
+    assert data == PAYLOAD
+    assert (artifact.result.sha256, artifact.result.size) == (SHA, len(PAYLOAD))
+    assert artifact.result.verification is Verification.PINNED
+
+
+def test_checksums_file_entry_for_the_file_name_is_used(
+    server: FileServer, http: httpx.Client
 ) -> None:
     server.files["/v1/SHA256SUMS"] = (
         f"{'0' * 64}  app-linux-amd64.tar.gz\n{SHA} *app-linux-arm64.tar.gz\n".encode()
@@ -59,61 +70,96 @@ async def test_checksums_file_entry_for_the_file_name_is_used(
     request = ArtifactRequest(
         url(server) + "?src=docker", checksums_url=url(server, "/v1/SHA256SUMS")
     )
-    fetched = await fetch_artifact(http, request, tmp_path)
-    assert fetched.verification is Verification.CHECKSUMS_FILE
-    assert fetched.sha256 == SHA
+    assert expected_sha256(http, request) == Expected(SHA, Verification.CHECKSUMS_FILE)
+    _, artifact = download(http, request)
+    assert artifact.result.sha256 == SHA
 
 
-async def test_checksum_mismatch_is_refused_and_the_download_discarded(
-    server: FileServer, http: httpx.AsyncClient, tmp_path: Path
+def test_checksum_mismatch_is_raised_at_the_end_of_the_bytes(
+    server: FileServer, http: httpx.Client
 ) -> None:
     wrong = "ab" * 32
-    with pytest.raises(ChecksumMismatchError) as caught:
-        await fetch_artifact(http, ArtifactRequest(url(server), sha256=wrong), tmp_path)
+    artifact = ArtifactDownload(
+        http, ArtifactRequest(url(server)), Expected(wrong, Verification.PINNED)
+    )
+    with pytest.raises(ChecksumMismatchError) as caught, artifact as stream:
+        first = stream.read(1000)
+        assert first == PAYLOAD[:1000]
+        stream.read()
     message = str(caught.value)
     assert url(server) in message and wrong in message and SHA in message
-    assert list(tmp_path.iterdir()) == []
+    assert "Nothing was pushed" in message
 
 
-async def test_truncated_download_is_retried_then_refused(
-    server: FileServer, http: httpx.AsyncClient, tmp_path: Path
+def test_bytes_left_unread_are_still_downloaded_and_verified(
+    server: FileServer, http: httpx.Client
 ) -> None:
-    server.truncated.add("/v1/app-linux-arm64.tar.gz")
-    with pytest.raises(ArtifactError) as caught:
-        await fetch_artifact(http, ArtifactRequest(url(server), sha256=SHA), tmp_path)
+    artifact = ArtifactDownload(
+        http, ArtifactRequest(url(server)), Expected(SHA, Verification.PINNED)
+    )
+    with artifact as stream:
+        stream.read(10)
+    assert (artifact.result.sha256, artifact.result.size) == (SHA, len(PAYLOAD))
+    wrong = ArtifactDownload(
+        http, ArtifactRequest(url(server)), Expected("0" * 64, Verification.PINNED)
+    )
+    with pytest.raises(ChecksumMismatchError), wrong as stream:
+        stream.read(10)
+
+
+def test_a_mismatch_wins_over_the_readers_own_error(server: FileServer, http: httpx.Client) -> None:
+    artifact = ArtifactDownload(
+        http, ArtifactRequest(url(server)), Expected("0" * 64, Verification.PINNED)
+    )
+    with pytest.raises(ChecksumMismatchError) as caught, artifact as stream:
+        stream.read(10)
+        raise ValueError("not a tar archive")
+    assert isinstance(caught.value.__context__, ValueError)
+
+
+def test_result_is_unknown_until_the_end_is_read(server: FileServer, http: httpx.Client) -> None:
+    artifact = ArtifactDownload(
+        http, ArtifactRequest(url(server)), Expected(SHA, Verification.PINNED)
+    )
+    with pytest.raises(RuntimeError, match="has not been read to its end"):
+        _ = artifact.result
+
+
+def test_truncated_download_is_an_interruption_naming_the_url(
+    server: FileServer, http: httpx.Client
+) -> None:
+    server.truncate(PATH)
+    with pytest.raises(DownloadInterruptedError) as caught:
+        download(http, ArtifactRequest(url(server), sha256=SHA))
     assert "truncated" in str(caught.value)
     assert url(server) in str(caught.value)
-    assert server.requests.count("/v1/app-linux-arm64.tar.gz") == 3
-    assert list(tmp_path.iterdir()) == []
+    assert server.requests.count(PATH) == 1
 
 
-async def test_missing_release_names_the_status(
-    server: FileServer, http: httpx.AsyncClient, tmp_path: Path
-) -> None:
+def test_missing_release_names_the_status(server: FileServer, http: httpx.Client) -> None:
     with pytest.raises(ArtifactError, match="answered 404"):
-        await fetch_artifact(http, ArtifactRequest(url(server, "/v9/x"), sha256=SHA), tmp_path)
+        download(http, ArtifactRequest(url(server, "/v9/x"), sha256=SHA))
 
 
-async def test_checksums_file_without_the_artifact_is_refused(
-    server: FileServer, http: httpx.AsyncClient, tmp_path: Path
+def test_checksums_file_without_the_artifact_is_refused(
+    server: FileServer, http: httpx.Client
 ) -> None:
     server.files["/v1/SHA256SUMS"] = f"{SHA}  other.tar.gz\n".encode()
     request = ArtifactRequest(url(server), checksums_url=url(server, "/v1/SHA256SUMS"))
     with pytest.raises(
         ArtifactError, match=r"no sha256 for 'app-linux-arm64.tar.gz' \(it lists: other.tar.gz\)"
     ):
-        await fetch_artifact(http, request, tmp_path)
+        expected_sha256(http, request)
 
 
-async def test_artifact_without_checksum_is_refused_unless_explicitly_insecure(
-    server: FileServer, http: httpx.AsyncClient, tmp_path: Path
+def test_artifact_without_checksum_is_refused_unless_explicitly_insecure(
+    server: FileServer, http: httpx.Client
 ) -> None:
     with pytest.raises(ArtifactError, match="insecure_skip_checksum"):
-        await fetch_artifact(http, ArtifactRequest(url(server)), tmp_path)
-    insecure = ArtifactRequest(url(server), insecure_skip_checksum=True)
-    fetched = await fetch_artifact(http, insecure, tmp_path)
-    assert fetched.verification is Verification.NONE
-    assert fetched.sha256 == SHA
+        expected_sha256(http, ArtifactRequest(url(server)))
+    _, artifact = download(http, ArtifactRequest(url(server), insecure_skip_checksum=True))
+    assert artifact.result.verification is Verification.NONE
+    assert artifact.result.sha256 == SHA
 
 
 def test_checksums_files_in_gnu_and_bsd_formats_are_parsed() -> None:

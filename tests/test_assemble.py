@@ -406,15 +406,31 @@ async def test_truncated_download_pushes_nothing(
     upstream: FileServer, registry: Registry, client: RegistryClient, tmp_path: Path
 ) -> None:
     path = f"/releases/{VERSION}/fixture-{VERSION}-linux-amd64.tar.gz"
-    upstream.truncated.add(path)
+    upstream.truncate(path)
     try:
         with pytest.raises(BuildError, match="truncated"):
             await builder(recipe(upstream), client, tmp_path, download_attempts=1).assemble(
                 job(AMD64), store(registry, client, "truncated/fixture")
             )
     finally:
-        upstream.truncated.discard(path)
+        upstream.truncated.pop(path, None)
     assert not repository_exists(registry, "truncated/fixture")
+
+
+async def test_a_download_cut_short_is_retried_and_gives_the_same_image(
+    upstream: FileServer, registry: Registry, client: RegistryClient, tmp_path: Path
+) -> None:
+    path = f"/releases/{VERSION}/fixture-{VERSION}-linux-arm64.tar.gz"
+    clean = await builder(recipe(upstream), client, tmp_path / "clean").assemble(
+        job(ARM64), store(registry, client, "uncut/fixture")
+    )
+    before = upstream.requests.count(path)
+    upstream.truncate(path, times=1)
+    retried = await builder(recipe(upstream), client, tmp_path / "retried").assemble(
+        job(ARM64), store(registry, client, "cut/fixture")
+    )
+    assert upstream.requests.count(path) - before == 2
+    assert retried.descriptor.digest == clean.descriptor.digest
 
 
 def _entry(name: str, data: bytes = b"", **attrs: Any) -> tuple[tarfile.TarInfo, bytes]:

@@ -47,7 +47,7 @@ def make_tar(path: Path, members: list[Member], mode: str = "w:gz") -> Path:
 
 
 def artifact(path: Path, fmt: ArchiveFormat = ArchiveFormat.TAR_GZ, **kwargs: object) -> Artifact:
-    return Artifact(path=path, name=path.name, format=fmt, **kwargs)  # type: ignore[arg-type]
+    return Artifact.from_path(path, fmt, **kwargs)  # type: ignore[arg-type]
 
 
 def build(tmp_path: Path, *artifacts: Artifact, **options: object) -> Layer:
@@ -395,6 +395,34 @@ def test_zip_entries_keep_modes_and_symlinks(tmp_path: Path) -> None:
     }
     assert members["app/tool"].mode == 0o750
     assert members["app/run"].issym() and members["app/run"].linkname == "tool"
+
+
+class ForwardOnly:
+    """A source that streams a file and cannot seek, as a download does."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __enter__(self) -> io.BufferedReader:
+        raw = io.FileIO(self.path)
+        raw.seekable = lambda: False  # type: ignore[method-assign]
+        self.stream = io.BufferedReader(raw)
+        return self.stream
+
+    def __exit__(self, *exc: object) -> None:
+        self.stream.close()
+
+
+def test_archives_from_streams_that_cannot_seek_give_the_same_layer(tmp_path: Path) -> None:
+    zipped = tmp_path / "app.zip"
+    with zipfile.ZipFile(zipped, "w") as archive:
+        archive.writestr("app/README", b"hello\n")
+    tarball = make_tar(tmp_path / "app.tar.gz", [member("app/README", b"hello\n", mode=0o644)])
+    for path, fmt in ((zipped, ArchiveFormat.ZIP), (tarball, ArchiveFormat.TAR_GZ)):
+        seekable = build(tmp_path, artifact(path, fmt))
+        streamed = build(tmp_path, Artifact(ForwardOnly(path), path.name, fmt))
+        assert streamed.digest == seekable.digest
+        assert [m.name for m in read_members(streamed)] == ["app", "app/README"]
 
 
 def test_single_file_artifact_lands_at_its_destination(tmp_path: Path) -> None:

@@ -11,12 +11,29 @@ from .net import free_port
 
 @dataclass
 class FileServer:
-    """Serves `files` (path → bytes); paths in `truncated` send half their declared body."""
+    """Serves `files` (path → bytes); `truncate` makes chosen responses send half their body."""
 
     server: ThreadingHTTPServer
     files: dict[str, bytes] = field(default_factory=dict)
-    truncated: set[str] = field(default_factory=set)
+    #: Path → how many more responses are cut short (None: every one).
+    truncated: dict[str, int | None] = field(default_factory=dict)
     requests: list[str] = field(default_factory=list)
+
+    def truncate(self, path: str, times: int | None = None) -> None:
+        """Cut the next `times` responses for `path` short (every one when None)."""
+        self.truncated[path] = times
+
+    def cut_short(self, path: str) -> bool:
+        """Whether this response for `path` is to be cut short; counts it."""
+        if path not in self.truncated:
+            return False
+        left = self.truncated[path]
+        if left is not None:
+            if left <= 1:
+                del self.truncated[path]
+            else:
+                self.truncated[path] = left - 1
+        return True
 
     @property
     def url(self) -> str:
@@ -43,7 +60,7 @@ def start_file_server() -> FileServer:
             self.send_header("Content-Type", "application/octet-stream")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            if path in state.truncated:
+            if state.cut_short(path):
                 self.wfile.write(body[: len(body) // 2])
                 self.wfile.flush()
                 self.close_connection = True

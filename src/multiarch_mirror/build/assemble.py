@@ -32,10 +32,16 @@ from multiarch_mirror.build import (
     Renderer,
 )
 from multiarch_mirror.build.artifacts import (
+    TIMEOUT as ARTIFACT_TIMEOUT,
+)
+from multiarch_mirror.build.artifacts import (
+    ArtifactDownload,
     ArtifactRequest,
+    DownloadInterruptedError,
     FetchedArtifact,
     Verification,
-    fetch_artifact,
+    expected_sha256,
+    pause,
 )
 from multiarch_mirror.build.layers import (
     ArchiveFormat,
@@ -175,12 +181,14 @@ class AssembleBuilder:
     async def _assemble(self, job: BuildJob, target: Store) -> AssembleResult:
         epoch = source_date_epoch(self.settings.release_times.get(job.version))
         base = await self.resolve_base(job)
+        requests = [(spec, self._request(spec, job)) for spec in self.recipe.artifacts]
         work_root = self.settings.state_dir / "work"
         work_root.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f"assemble-{job.image}-", dir=work_root))
         try:
-            fetched = await self._fetch(job, work)
-            layer = await asyncio.to_thread(self._write_layer, fetched, epoch, work / "layer")
+            layer, fetched = await asyncio.to_thread(
+                self._write_layer, job, requests, epoch, work / "layer"
+            )
             for warning in layer.warnings:
                 log.warning("%s: %s", job.name, warning)
             config = self.image_config(job, base, layer, fetched, epoch).to_json()
@@ -247,21 +255,6 @@ class AssembleBuilder:
 
     # -- artifacts and layer ----------------------------------------------------------------
 
-    async def _fetch(self, job: BuildJob, work: Path) -> list[tuple[ArtifactSpec, FetchedArtifact]]:
-        requests = [(spec, self._request(spec, job)) for spec in self.recipe.artifacts]
-        downloads = work / "downloads"
-        downloads.mkdir()
-        async with httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0)) as client:
-            fetched = await asyncio.gather(
-                *(
-                    fetch_artifact(
-                        client, request, downloads, attempts=self.settings.download_attempts
-                    )
-                    for _, request in requests
-                )
-            )
-        return [(spec, artifact) for (spec, _), artifact in zip(requests, fetched, strict=True)]
-
     def _request(self, spec: ArtifactSpec, job: BuildJob) -> ArtifactRequest:
         url = self.render(spec.url, job)
         pinned = None
@@ -287,19 +280,18 @@ class AssembleBuilder:
         )
 
     def _write_layer(
-        self, fetched: list[tuple[ArtifactSpec, FetchedArtifact]], epoch: int, path: Path
-    ) -> Layer:
-        artifacts = [
-            Artifact(
-                path=download.path,
-                name=download.url,
-                format=ArchiveFormat(spec.format),
-                dest=spec.dest,
-                strip_components=spec.strip_components,
-                mode=spec.mode if spec.mode is not None else 0o755,
-            )
-            for spec, download in fetched
-        ]
+        self,
+        job: BuildJob,
+        requests: list[tuple[ArtifactSpec, ArtifactRequest]],
+        epoch: int,
+        path: Path,
+    ) -> tuple[Layer, list[tuple[ArtifactSpec, FetchedArtifact]]]:
+        """Stream every artifact into one layer (in a worker thread); returns what was read.
+
+        A download cut short restarts the layer from the first artifact, at most
+        `download_attempts` times.
+        """
+        attempts = self.settings.download_attempts
         files = [InlineFile(f.path, f.content.encode(), f.mode) for f in self.recipe.files]
         options = LayerOptions(
             epoch=epoch,
@@ -309,13 +301,41 @@ class AssembleBuilder:
             limits=self.settings.limits,
             threads=self.settings.threads,
         )
-        return write_layer(
-            path,
-            artifacts=artifacts,
-            files=files,
-            directories=self.recipe.directories,
-            options=options,
-        )
+        with httpx.Client(timeout=ARTIFACT_TIMEOUT) as http:
+            expected = [expected_sha256(http, request, attempts) for _, request in requests]
+            downloads = [
+                ArtifactDownload(http, request, sha256, attempts)
+                for (_, request), sha256 in zip(requests, expected, strict=True)
+            ]
+            artifacts = [
+                Artifact(
+                    source=download,
+                    name=download.url,
+                    format=ArchiveFormat(spec.format),
+                    dest=spec.dest,
+                    strip_components=spec.strip_components,
+                    mode=spec.mode if spec.mode is not None else 0o755,
+                )
+                for (spec, _), download in zip(requests, downloads, strict=True)
+            ]
+            for attempt in range(attempts):
+                try:
+                    layer = write_layer(
+                        path,
+                        artifacts=artifacts,
+                        files=files,
+                        directories=self.recipe.directories,
+                        options=options,
+                    )
+                except DownloadInterruptedError as exc:
+                    if attempt + 1 >= attempts:
+                        raise
+                    log.info("%s: %s; retrying", job.name, exc)
+                    pause(attempt)
+                    continue
+                fetched = [d.result for d in downloads]
+                return layer, [(spec, f) for (spec, _), f in zip(requests, fetched, strict=True)]
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     # -- config -----------------------------------------------------------------------------
 

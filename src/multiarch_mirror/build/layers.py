@@ -18,6 +18,7 @@ import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -37,6 +38,8 @@ from multiarch_mirror.oci.media import Descriptor, MediaType
 COMPRESS_LEVEL = 2
 BLOCK_SIZE = 1 << 20
 _RECORD_SIZE = tarfile.RECORDSIZE
+#: How much tarfile asks the decompressor for at a time (its default, 10 KiB, costs calls).
+_TAR_READ_SIZE = 1 << 16
 _MAX_SYMLINK_TARGET = 4096
 
 #: isal's stubs declare its error class as an instance; it is a class at runtime.
@@ -88,18 +91,42 @@ class ArchiveLimits:
 
 @dataclass(frozen=True)
 class Artifact:
-    """A downloaded release artifact and where its contents go in the image.
+    """A release artifact and where its contents go in the image.
 
-    `name` identifies it in errors (its URL or file name). For `ArchiveFormat.FILE`, `dest` is
-    the file's path in the image (a trailing `/` means "into this directory") and `mode` its mode.
+    `source` is entered each time a layer reads the artifact, from start to end; its stream
+    need not be seekable, and leaving it may raise (a download checks its digest there), which
+    then wins over any error the reading raised. `name` identifies the artifact in errors (its
+    URL or file name). For `ArchiveFormat.FILE`, `dest` is the file's path in the image (a
+    trailing `/` means "into this directory") and `mode` its mode.
     """
 
-    path: Path
+    source: AbstractContextManager[IO[bytes]]
     name: str
     format: ArchiveFormat
     dest: str = "/"
     strip_components: int = 0
     mode: int = 0o755
+
+    @classmethod
+    def from_path(
+        cls,
+        path: Path,
+        format: ArchiveFormat,
+        *,
+        name: str | None = None,
+        dest: str = "/",
+        strip_components: int = 0,
+        mode: int = 0o755,
+    ) -> Artifact:
+        """An artifact already on disk, named by its file name unless `name` is given."""
+        return cls(
+            source=_FileSource(path),
+            name=name or path.name,
+            format=format,
+            dest=dest,
+            strip_components=strip_components,
+            mode=mode,
+        )
 
 
 @dataclass(frozen=True)
@@ -170,7 +197,7 @@ def write_layer(
     """
     options = options or LayerOptions()
     with tempfile.TemporaryFile(dir=path.parent, prefix=".spool-") as spool:
-        collector = _Collector(spool, options)
+        collector = _Collector(spool, path.parent, options)
         for artifact in artifacts:
             collector.add_artifact(artifact)
         for inline in files:
@@ -187,8 +214,9 @@ class _Collector:
     `artifact` and `entry` track what is being read, so every refusal names both.
     """
 
-    def __init__(self, spool: IO[bytes], options: LayerOptions) -> None:
+    def __init__(self, spool: IO[bytes], spool_dir: Path, options: LayerOptions) -> None:
         self.spool = spool
+        self.spool_dir = spool_dir
         self.options = options
         self.entries: dict[str, _Entry] = {}
         #: Missing parents at or below this path are the recipe's uid/gid (like `chown -R` over
@@ -211,12 +239,13 @@ class _Collector:
         dest = "/".join(self._parts(artifact.dest, allow_absolute=True))
         self.owned_root = None if artifact.format is ArchiveFormat.FILE else dest
         try:
-            if artifact.format is ArchiveFormat.FILE:
-                self._add_single_file(artifact, dest)
-            elif artifact.format is ArchiveFormat.ZIP:
-                self._add_zip(artifact, dest)
-            else:
-                self._add_tar(artifact, dest)
+            with artifact.source as stream:
+                if artifact.format is ArchiveFormat.FILE:
+                    self._add_single_file(artifact, dest, stream)
+                elif artifact.format is ArchiveFormat.ZIP:
+                    self._add_zip(artifact, dest, stream)
+                else:
+                    self._add_tar(artifact, dest, stream)
         except (
             tarfile.TarError,
             zipfile.BadZipFile,
@@ -242,21 +271,20 @@ class _Collector:
         mode = self._mode(inline.mode)
         self._put("/".join(parts), _Entry("file", mode, offset, len(inline.content)))
 
-    def _add_single_file(self, artifact: Artifact, dest: str) -> None:
+    def _add_single_file(self, artifact: Artifact, dest: str, source: IO[bytes]) -> None:
         target = dest
         if artifact.dest.endswith("/") or not dest:
             base = posixpath.basename(artifact.name.split("?", 1)[0])
             target = posixpath.join(dest, base) if dest else base
         self.entry = target
         self._count_entry()
-        with artifact.path.open("rb") as source:
-            offset, size = self._spool_stream(source)
+        offset, size = self._spool_stream(source)
         self._put(target, _Entry("file", self._mode(artifact.mode), offset, size))
 
-    def _add_tar(self, artifact: Artifact, dest: str) -> None:
+    def _add_tar(self, artifact: Artifact, dest: str, source: IO[bytes]) -> None:
         with (
-            _decompressed(artifact) as stream,
-            tarfile.open(fileobj=stream, mode="r|") as tar,
+            _decompressed(source, artifact.format) as stream,
+            tarfile.open(fileobj=stream, mode="r|", bufsize=_TAR_READ_SIZE) as tar,
         ):
             for member in tar:
                 self.entry = member.name
@@ -307,8 +335,19 @@ class _Collector:
         )
         self._put(target, linked)
 
-    def _add_zip(self, artifact: Artifact, dest: str) -> None:
-        with zipfile.ZipFile(artifact.path) as archive:
+    def _add_zip(self, artifact: Artifact, dest: str, source: IO[bytes]) -> None:
+        if source.seekable():
+            self._add_zip_file(artifact, dest, source)
+            return
+        # A zip is read from its end (the central directory): keep the bytes first. Reading
+        # them to their end also verifies a download before any of it is parsed.
+        with tempfile.TemporaryFile(dir=self.spool_dir, prefix=".zip-") as copy:
+            while chunk := source.read(BLOCK_SIZE):
+                copy.write(chunk)
+            self._add_zip_file(artifact, dest, copy)
+
+    def _add_zip_file(self, artifact: Artifact, dest: str, source: IO[bytes]) -> None:
+        with zipfile.ZipFile(source) as archive:
             for info in archive.infolist():
                 self.entry = info.filename
                 self._count_entry()
@@ -329,8 +368,8 @@ class _Collector:
                     self._check_symlink(target, linkname, dest)
                     self._put(target, _Entry("symlink", 0o777, linkname=linkname))
                 else:
-                    with archive.open(info) as source:
-                        offset, size = self._spool_stream(source)
+                    with archive.open(info) as member:
+                        offset, size = self._spool_stream(member)
                     self._put(target, _Entry("file", self._mode(perms or 0o644), offset, size))
 
     # -- rules ------------------------------------------------------------------------------
@@ -444,15 +483,31 @@ class _Collector:
         return self.entries
 
 
-def _decompressed(artifact: Artifact) -> IO[bytes]:
-    if artifact.format is ArchiveFormat.TAR_GZ:
+class _FileSource:
+    """A file opened anew on each entry, so one `Artifact` can be written many times."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file: IO[bytes] | None = None
+
+    def __enter__(self) -> IO[bytes]:
+        self.file = self.path.open("rb")
+        return self.file
+
+    def __exit__(self, *exc: object) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+def _decompressed(source: IO[bytes], format: ArchiveFormat) -> IO[bytes]:
+    if format is ArchiveFormat.TAR_GZ:
         # Not the threaded reader: its read-ahead reports a truncation one block early, against
         # the wrong entry.
-        reader: IO[bytes] = igzip.open(artifact.path, "rb")  # type: ignore[no-untyped-call]
+        reader: IO[bytes] = igzip.open(source, "rb")  # type: ignore[no-untyped-call]
         return reader
-    if artifact.format is ArchiveFormat.TAR_XZ:
-        return lzma.open(artifact.path, "rb")
-    return bz2.open(artifact.path, "rb")
+    if format is ArchiveFormat.TAR_XZ:
+        return lzma.open(source, "rb")
+    return bz2.open(source, "rb")
 
 
 def _resolve(base: list[str], linkname: str) -> str | None:
