@@ -38,7 +38,7 @@ _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 _GNU_LINE = re.compile(r"^(?P<hex>[0-9a-fA-F]{64}) [ *](?P<name>.+)$")
 _BSD_LINE = re.compile(r"^SHA256 \((?P<name>.+)\) = (?P<hex>[0-9a-fA-F]{64})$")
 #: Artifacts are streamed, so a stalled server must not hold a job forever.
-TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+DOWNLOAD_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 
 
 class ArtifactError(MirrorError):

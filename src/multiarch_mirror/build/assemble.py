@@ -15,6 +15,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,9 +33,7 @@ from multiarch_mirror.build import (
     Renderer,
 )
 from multiarch_mirror.build.artifacts import (
-    TIMEOUT as ARTIFACT_TIMEOUT,
-)
-from multiarch_mirror.build.artifacts import (
+    DOWNLOAD_TIMEOUT,
     ArtifactDownload,
     ArtifactRequest,
     DownloadInterruptedError,
@@ -186,9 +185,15 @@ class AssembleBuilder:
         work_root.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f"assemble-{job.image}-", dir=work_root))
         try:
-            layer, fetched = await asyncio.to_thread(
-                self._write_layer, job, requests, epoch, work / "layer"
-            )
+            # A thread of its own: downloads can take minutes, and the default executor's few
+            # workers serve every other job's file I/O meanwhile.
+            pool = ThreadPoolExecutor(1, thread_name_prefix=f"assemble-{job.id}")
+            try:
+                layer, fetched = await asyncio.get_running_loop().run_in_executor(
+                    pool, self._write_layer, job, requests, epoch, work / "layer"
+                )
+            finally:
+                pool.shutdown(wait=False)
             for warning in layer.warnings:
                 log.warning("%s: %s", job.name, warning)
             config = self.image_config(job, base, layer, fetched, epoch).to_json()
@@ -301,7 +306,7 @@ class AssembleBuilder:
             limits=self.settings.limits,
             threads=self.settings.threads,
         )
-        with httpx.Client(timeout=ARTIFACT_TIMEOUT) as http:
+        with httpx.Client(timeout=DOWNLOAD_TIMEOUT) as http:
             expected = [expected_sha256(http, request, attempts) for _, request in requests]
             downloads = [
                 ArtifactDownload(http, request, sha256, attempts)
