@@ -1,6 +1,6 @@
 """Release artifacts over HTTP, verified against a pinned sha256 or the upstream's checksums file.
 
-An artifact is read once, straight from the response, by whoever unpacks it: its bytes are
+An artifact is read straight from the response by whoever unpacks it: its bytes are
 hashed on the way, and they are verified when the reader reaches their end (or leaves them
 early), so a mismatch, a short body or an HTTP error stops the job before anything is pushed.
 Runs in a worker thread: nothing here touches the event loop.
@@ -133,10 +133,11 @@ class ArtifactDownload:
     """An artifact's bytes as a forward-only binary stream, verified at their end.
 
     A context manager, entered once per read: entering sends the request (retrying statuses
-    that may pass) and gives the stream; reading it hashes the bytes and checks the digest on reaching the end; leaving
-    drains what the reader left unread and checks it then. When the reader gave up with an
-    error of its own (say, an archive it refused), the digest is still checked and a mismatch
-    is raised instead: corrupt bytes explain a bad archive better than the archive does.
+    that may pass) and gives the stream; reading it hashes the bytes and checks the digest on
+    reaching the end; leaving drains what the reader left unread and checks it then. When the
+    reader gave up with an error of its own (say, an archive it refused), the digest is still
+    checked and a mismatch is raised instead: corrupt bytes explain a bad archive better than
+    the archive does.
     """
 
     def __init__(
