@@ -39,6 +39,7 @@ from multiarch_mirror.oci.media import (
 from multiarch_mirror.oci.reference import Reference
 from multiarch_mirror.oci.store import RegistryStore, Store
 from multiarch_mirror.template import TemplateContext
+from tests.support.archives import make_tar, member
 from tests.support.dockerd import DockerEngine
 from tests.support.files import FileServer, start_file_server
 from tests.support.fixture_images import FixtureImage, skopeo, skopeo_push
@@ -433,31 +434,23 @@ async def test_a_download_cut_short_is_retried_and_gives_the_same_image(
     assert retried.descriptor.digest == clean.descriptor.digest
 
 
-def _entry(name: str, data: bytes = b"", **attrs: Any) -> tuple[tarfile.TarInfo, bytes]:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    for key, value in attrs.items():
-        setattr(info, key, value)
-    return info, data
-
-
 #: One unsafe archive per rule, and the entry its refusal must name.
 UNSAFE_ARCHIVES = {
-    "path traversal": ([_entry("fixture/../../etc/passwd")], "fixture/../../etc/passwd"),
+    "path traversal": ([member("fixture/../../etc/passwd")], "fixture/../../etc/passwd"),
     "absolute symlink": (
-        [_entry("fixture/bin/sh", type=tarfile.SYMTYPE, linkname="/bin/busybox")],
+        [member("fixture/bin/sh", type=tarfile.SYMTYPE, linkname="/bin/busybox")],
         "fixture/bin/sh",
     ),
     "hard link outside": (
-        [_entry("fixture/shadow", type=tarfile.LNKTYPE, linkname="../etc/shadow")],
+        [member("fixture/shadow", type=tarfile.LNKTYPE, linkname="../etc/shadow")],
         "fixture/shadow",
     ),
     "device node": (
-        [_entry("fixture/dev/sda", type=tarfile.BLKTYPE, devmajor=8, devminor=0)],
+        [member("fixture/dev/sda", type=tarfile.BLKTYPE, devmajor=8, devminor=0)],
         "fixture/dev/sda",
     ),
-    "setuid file": ([_entry("fixture/bin/su", b"\x7fELF", mode=0o4755)], "fixture/bin/su"),
-    "bomb": ([_entry("fixture/zeros", bytes(1 << 20))], "fixture/zeros"),
+    "setuid file": ([member("fixture/bin/su", b"\x7fELF", mode=0o4755)], "fixture/bin/su"),
+    "bomb": ([member("fixture/zeros", bytes(1 << 20))], "fixture/zeros"),
 }
 
 
@@ -466,12 +459,9 @@ async def test_unsafe_archive_pushes_nothing_and_names_the_entry(
     case: str, upstream: FileServer, registry: Registry, client: RegistryClient, tmp_path: Path
 ) -> None:
     members, entry = UNSAFE_ARCHIVES[case]
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for info, data in members:
-            tar.addfile(info, io.BytesIO(data) if info.isreg() else None)
+    archive = make_tar(tmp_path / "evil.tar.gz", members).read_bytes()
     path = f"/evil/{case.replace(' ', '-')}.tar.gz"
-    upstream.files[path] = buffer.getvalue()
+    upstream.files[path] = archive
     evil = recipe(
         upstream,
         artifacts=[
@@ -479,7 +469,7 @@ async def test_unsafe_archive_pushes_nothing_and_names_the_entry(
                 "url": upstream.url + path,
                 "format": "tar.gz",
                 "dest": "/app",
-                "sha256": {"linux/arm64": hashlib.sha256(buffer.getvalue()).hexdigest()},
+                "sha256": {"linux/arm64": hashlib.sha256(archive).hexdigest()},
             }
         ],
     )

@@ -26,24 +26,7 @@ from multiarch_mirror.build.layers import (
     SetuidPolicy,
     write_layer,
 )
-
-Member = tuple[tarfile.TarInfo, bytes | None]
-
-
-def member(name: str, data: bytes | None = b"", **attrs: object) -> Member:
-    info = tarfile.TarInfo(name)
-    for key, value in attrs.items():
-        setattr(info, key, value)
-    if data is not None:
-        info.size = len(data)
-    return info, data
-
-
-def make_tar(path: Path, members: list[Member], mode: str = "w:gz") -> Path:
-    with tarfile.open(path, mode, format=tarfile.PAX_FORMAT) as tar:
-        for info, data in members:
-            tar.addfile(info, io.BytesIO(data) if data is not None else None)
-    return path
+from tests.support.archives import Member, make_tar, member
 
 
 def artifact(path: Path, fmt: ArchiveFormat = ArchiveFormat.TAR_GZ, **kwargs: object) -> Artifact:

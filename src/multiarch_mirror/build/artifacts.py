@@ -207,11 +207,7 @@ class _VerifyingReader(io.RawIOBase):
             try:
                 chunk = next(self.chunks, b"")
             except httpx.TransportError as exc:
-                raise DownloadInterruptedError(
-                    f"download of {self.url} failed after {self.size} bytes: "
-                    f"{exc or type(exc).__name__} (truncated or interrupted); nothing was "
-                    "pushed, run the job again"
-                ) from None
+                raise _interrupted(self.url, exc, self.size) from None
             if not chunk:
                 self.result = self._verify()
                 return 0
@@ -249,10 +245,7 @@ def _open_stream(http: httpx.Client, url: str, attempts: int) -> httpx.Response:
             response = http.send(request, stream=True, follow_redirects=True)
         except httpx.TransportError as exc:
             if attempt + 1 >= attempts:
-                raise DownloadInterruptedError(
-                    f"download of {url} failed: {exc or type(exc).__name__}; nothing was "
-                    "pushed, run the job again"
-                ) from None
+                raise _interrupted(url, exc) from None
             pause(attempt)
             continue
         if _retryable(response.status_code) and attempt + 1 < attempts:
@@ -286,9 +279,7 @@ def _small_text(http: httpx.Client, url: str, attempts: int) -> str:
                 return body.decode("utf-8", "replace")
         except httpx.TransportError as exc:
             if attempt + 1 >= attempts:
-                raise DownloadInterruptedError(
-                    f"download of {url} failed: {exc or type(exc).__name__}; run the job again"
-                ) from None
+                raise _interrupted(url, exc) from None
             pause(attempt)
     raise AssertionError("unreachable: the last attempt returns or raises")
 
@@ -301,6 +292,16 @@ def _status_error(response: httpx.Response, url: str) -> ArtifactError:
     return ArtifactError(
         f"GET {url} answered {response.status_code} {response.reason_phrase}; check that "
         "the release exists and the recipe's URL template"
+    )
+
+
+def _interrupted(
+    url: str, exc: httpx.TransportError, received: int = 0
+) -> DownloadInterruptedError:
+    what = f" after {received} bytes" if received else ""
+    return DownloadInterruptedError(
+        f"download of {url} failed{what}: {exc or type(exc).__name__} (truncated or "
+        "interrupted); nothing was pushed, run the job again"
     )
 
 
